@@ -1,0 +1,63 @@
+"""API keys: created by staff, shown once, stored only as a hash, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.db import models
+from django.utils import timezone
+
+KEY_PREFIX = "ubk_"
+
+
+def hash_key(raw_key: str) -> str:
+    """Keys are 256 random bits, so a fast hash is enough: nobody can brute-force them."""
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    name = models.CharField(max_length=100)
+    key_prefix = models.CharField(
+        max_length=16, editable=False, help_text="The first characters, to recognise a key."
+    )
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix}…)"
+
+    # DRF treats the authenticated key as the request's user.
+    is_authenticated = True
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @classmethod
+    def create(cls, *, name: str) -> tuple[ApiKey, str]:
+        """Create a key; return it with its raw value, which is never stored or shown again."""
+        raw_key = KEY_PREFIX + secrets.token_urlsafe(32)
+        api_key = cls.objects.create(name=name, key_prefix=raw_key[:12], key_hash=hash_key(raw_key))
+        return api_key, raw_key
+
+    def revoke(self, *, now=None) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = now or timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+    @classmethod
+    def find_active(cls, raw_key: str) -> ApiKey | None:
+        return cls.objects.active().filter(key_hash=hash_key(raw_key)).first()

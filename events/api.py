@@ -1,0 +1,84 @@
+"""Events API: `POST /events/ingest`, `GET /events`, `GET /events/{event_id}`."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import generics, serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing_site.api.fields import parse_query_datetime
+from events.ingest import ingest
+from events.models import Event
+
+
+class EventSerializer(serializers.ModelSerializer):
+    business_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Event
+        fields = ["event_id", "business_id", "customer_id", "event_name", "timestamp", "metadata"]
+
+    def get_business_id(self, event: Event) -> str:
+        return settings.BUSINESS_ID
+
+
+class EventInputSerializer(serializers.Serializer):
+    """For the schema only: ingestion validates the raw body itself, exactly and in one pass."""
+
+    event_id = serializers.CharField(max_length=255)
+    customer_id = serializers.CharField(max_length=255)
+    event_name = serializers.CharField(max_length=255)
+    timestamp = serializers.DateTimeField(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, allow_null=True)
+
+
+class IngestView(APIView):
+    @extend_schema(
+        request=inline_serializer("IngestRequest", {"events": EventInputSerializer(many=True)}),
+        responses=inline_serializer(
+            "IngestResponse", {"ingested_count": serializers.IntegerField()}
+        ),
+        summary="Ingest a batch of 1 to 1,000 usage events",
+    )
+    def post(self, request):
+        ingested_count = ingest(request.body, now=timezone.now())
+        return Response({"ingested_count": ingested_count})
+
+
+class EventListView(generics.ListAPIView):
+    serializer_class = EventSerializer
+
+    def get_queryset(self):
+        params = self.request.query_params
+        events = Event.objects.all()
+        for field in ("customer_id", "event_name"):
+            if params.get(field):
+                events = events.filter(**{field: params[field]})
+        start = parse_query_datetime(params, "start")
+        end = parse_query_datetime(params, "end")
+        if start is not None:
+            events = events.filter(timestamp__gte=start)
+        if end is not None:
+            events = events.filter(timestamp__lt=end)
+        return events.order_by("-timestamp", "-id")
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("customer_id", str),
+            OpenApiParameter("event_name", str),
+            OpenApiParameter("meter_id", str),
+            OpenApiParameter("start", str, description="Inclusive, ISO 8601."),
+            OpenApiParameter("end", str, description="Exclusive, ISO 8601."),
+        ]
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class EventDetailView(generics.RetrieveAPIView):
+    serializer_class = EventSerializer
+    queryset = Event.objects.all()
+    lookup_field = "event_id"

@@ -1,0 +1,350 @@
+"""Event ingestion: validate a whole batch, then store its new events in one statement.
+
+A batch is atomic: one bad event rejects all of it with every problem named. Repeated `event_id`s
+from earlier requests are skipped by the same statement that writes, so a retry after a failed write
+is never mistaken for a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+
+from billing_site.errors import DomainError, InvalidInput
+
+MAX_EVENTS = 1000
+MAX_ID_LENGTH = 255
+MAX_METADATA_KEYS = 50
+MAX_KEY_LENGTH = 100
+MAX_STRING_VALUE_LENGTH = 500
+# Numbers are kept exactly (jsonb numeric); these bounds keep them sane for billing arithmetic.
+MAX_NUMBER_MAGNITUDE = Decimal("1e20")
+MAX_FRACTION_DIGITS = 20
+DEADLOCK_RETRIES = 5
+
+# NUL cannot be stored by PostgreSQL and lone surrogates cannot be encoded as UTF-8.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+class MalformedJSON(DomainError):
+    status = 400
+    code = "INVALID_JSON"
+
+
+class PayloadTooLarge(DomainError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class InvalidEvents(InvalidInput):
+    """The batch was refused; `errors` lists each bad event by index and field."""
+
+
+@dataclass(frozen=True)
+class EventRow:
+    event_id: str
+    customer_id: str
+    event_name: str
+    timestamp: datetime
+    metadata_json: str
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def parse_body(body: bytes) -> object:
+    """Parse JSON keeping decimals exact (`0.1` stays `Decimal("0.1")`, never a float)."""
+    if len(body) > settings.INGEST_MAX_BODY_BYTES:
+        raise PayloadTooLarge(
+            f"The body is {len(body)} bytes; the limit is {settings.INGEST_MAX_BODY_BYTES}."
+        )
+    try:
+        return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedJSON(f"The body is not valid JSON: {exc}") from None
+
+
+def _json_value(value: object) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def metadata_to_json(metadata: dict) -> str:
+    """Serialize flat, validated metadata; numbers are written exactly as parsed."""
+    return (
+        "{"
+        + ",".join(
+            f"{json.dumps(k, ensure_ascii=False)}:{_json_value(v)}" for k, v in metadata.items()
+        )
+        + "}"
+    )
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.errors: list[dict] = []
+
+    def add(self, index: int | None, field: str, code: str, message: str) -> None:
+        path = f"events[{index}].{field}" if index is not None else field
+        self.errors.append({"index": index, "field": path, "code": code, "message": message})
+
+
+def _check_identifier(problems: _Problems, index: int, event: dict, field: str) -> str | None:
+    value = event.get(field)
+    if value is None:
+        problems.add(index, field, "MISSING_FIELD", f"{field} is required.")
+        return None
+    if not isinstance(value, str):
+        problems.add(index, field, "INVALID_TYPE", f"{field} must be a string.")
+        return None
+    if not value or len(value) > MAX_ID_LENGTH:
+        problems.add(
+            index, field, "INVALID_LENGTH", f"{field} must be 1 to {MAX_ID_LENGTH} characters."
+        )
+        return None
+    if _UNSTORABLE.search(value):
+        problems.add(
+            index, field, "INVALID_CHARACTERS", f"{field} contains NUL or a lone surrogate."
+        )
+        return None
+    return value
+
+
+def _check_timestamp(
+    problems: _Problems, index: int, raw: object, now: datetime
+) -> datetime | None:
+    if raw is None:
+        return now
+    if not isinstance(raw, str):
+        problems.add(index, "timestamp", "INVALID_TYPE", "timestamp must be an ISO 8601 string.")
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        problems.add(index, "timestamp", "INVALID_TIMESTAMP", f"{raw!r} is not an ISO 8601 time.")
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # Dodo's rule: a time without offset is UTC
+    moment = moment.astimezone(UTC)
+    future_limit = now + timedelta(seconds=settings.EVENT_FUTURE_TOLERANCE_SECONDS)
+    if moment > future_limit:
+        problems.add(
+            index,
+            "timestamp",
+            "TIMESTAMP_IN_FUTURE",
+            "timestamp is more than 5 minutes in the future.",
+        )
+        return None
+    late_limit = now - timedelta(days=settings.EVENT_LATE_WINDOW_DAYS)
+    if moment < late_limit:
+        problems.add(
+            index,
+            "timestamp",
+            "TIMESTAMP_TOO_OLD",
+            f"timestamp is more than {settings.EVENT_LATE_WINDOW_DAYS} days in the past.",
+        )
+        return None
+    return moment
+
+
+def _check_number(problems: _Problems, index: int, key: str, value: int | Decimal) -> bool:
+    field = f"metadata.{key}"
+    try:
+        number = Decimal(value)
+        magnitude_ok = abs(number) < MAX_NUMBER_MAGNITUDE
+        exponent = number.as_tuple().exponent
+        fraction_ok = not isinstance(exponent, int) or -exponent <= MAX_FRACTION_DIGITS
+    except (InvalidOperation, ValueError):
+        magnitude_ok = fraction_ok = False
+    if not (magnitude_ok and fraction_ok):
+        problems.add(
+            index,
+            field,
+            "INVALID_NUMBER",
+            f"numbers must be below 1e20 in magnitude with at most {MAX_FRACTION_DIGITS} decimals.",
+        )
+        return False
+    return True
+
+
+def _check_metadata(problems: _Problems, index: int, raw: object) -> dict | None:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.add(index, "metadata", "INVALID_TYPE", "metadata must be an object.")
+        return None
+    ok = True
+    if len(raw) > MAX_METADATA_KEYS:
+        problems.add(
+            index,
+            "metadata",
+            "MAXIMUM_KEYS_REACHED",
+            f"metadata has {len(raw)} keys; at most {MAX_METADATA_KEYS} are allowed.",
+        )
+        ok = False
+    for key, value in raw.items():
+        field = f"metadata.{key[:MAX_KEY_LENGTH]}"
+        if not key or len(key) > MAX_KEY_LENGTH or _UNSTORABLE.search(key):
+            problems.add(
+                index,
+                field,
+                "INVALID_KEY",
+                f"metadata keys must be 1 to {MAX_KEY_LENGTH} characters without NUL.",
+            )
+            ok = False
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, str):
+            if len(value) > MAX_STRING_VALUE_LENGTH or _UNSTORABLE.search(value):
+                problems.add(
+                    index,
+                    field,
+                    "INVALID_VALUE",
+                    f"string values must be at most {MAX_STRING_VALUE_LENGTH} characters "
+                    "without NUL.",
+                )
+                ok = False
+        elif isinstance(value, int | Decimal):
+            ok = _check_number(problems, index, key, value) and ok
+        elif isinstance(value, dict | list):
+            problems.add(
+                index,
+                field,
+                "NESTED_VALUE",
+                "metadata values must be strings, numbers or booleans; "
+                "nested objects and arrays are not allowed.",
+            )
+            ok = False
+        else:  # null
+            problems.add(
+                index,
+                field,
+                "INVALID_VALUE",
+                "metadata values must be strings, numbers or booleans.",
+            )
+            ok = False
+    return raw if ok else None
+
+
+def validate_batch(payload: object, *, now: datetime) -> list[EventRow]:
+    """Check every event; return the rows to store, or raise naming every problem."""
+    problems = _Problems()
+    if not isinstance(payload, dict):
+        raise InvalidEvents("The body must be a JSON object with an `events` array.")
+    events = payload.get("events")
+    if not isinstance(events, list):
+        problems.add(None, "events", "MISSING_FIELD", "events must be an array of events.")
+        raise InvalidEvents("events must be an array of events.", errors=problems.errors)
+    if not 1 <= len(events) <= MAX_EVENTS:
+        problems.add(
+            None,
+            "events",
+            "INVALID_BATCH_SIZE",
+            f"events must hold 1 to {MAX_EVENTS} events; got {len(events)}.",
+        )
+        raise InvalidEvents(problems.errors[0]["message"], errors=problems.errors)
+
+    rows: list[EventRow] = []
+    first_index_of: dict[str, int] = {}
+    for index, event in enumerate(events):
+        if not isinstance(event, dict):
+            problems.add(index, "", "INVALID_TYPE", "each event must be an object.")
+            continue
+        event_id = _check_identifier(problems, index, event, "event_id")
+        customer_id = _check_identifier(problems, index, event, "customer_id")
+        event_name = _check_identifier(problems, index, event, "event_name")
+        timestamp = _check_timestamp(problems, index, event.get("timestamp"), now)
+        metadata = _check_metadata(problems, index, event.get("metadata"))
+        if event_id is not None:
+            if event_id in first_index_of:
+                problems.add(
+                    index,
+                    "event_id",
+                    "DUPLICATE_EVENT_ID",
+                    f"event_id {event_id!r} repeats events[{first_index_of[event_id]}] "
+                    "in the same request.",
+                )
+                continue
+            first_index_of[event_id] = index
+        if None in (event_id, customer_id, event_name, timestamp, metadata):
+            continue
+        rows.append(
+            EventRow(event_id, customer_id, event_name, timestamp, metadata_to_json(metadata))
+        )
+    if problems.errors:
+        bad = len({e["index"] for e in problems.errors})
+        raise InvalidEvents(
+            f"{bad} of {len(events)} events are invalid; nothing was stored.",
+            errors=problems.errors,
+        )
+    return rows
+
+
+_INSERT_SQL = """
+WITH inserted AS (
+    INSERT INTO events_event (event_id, customer_id, event_name, timestamp, metadata, ingested_at)
+    SELECT event_id, customer_id, event_name, ts, metadata, %s
+    FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::jsonb[])
+        AS incoming(event_id, customer_id, event_name, ts, metadata)
+    ORDER BY event_id
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING id
+), batch AS (
+    INSERT INTO events_ingestbatch (event_ids, created_at)
+    SELECT array_agg(id ORDER BY id), %s FROM inserted HAVING count(*) > 0
+    RETURNING cardinality(event_ids) AS stored
+)
+SELECT coalesce((SELECT stored FROM batch), 0)
+"""
+
+
+def store_batch(rows: list[EventRow], *, now: datetime) -> int:
+    """Store the new events of a validated batch; returns how many were new.
+
+    One statement dedupes and writes, in `event_id` order so that concurrent batches sharing ids
+    lock rows in the same order. A deadlock or serialization failure is retried here, never
+    surfaced as an error or a lost batch. Commit happens before returning: accepted is durable.
+    """
+    params = [
+        now,
+        [r.event_id for r in rows],
+        [r.customer_id for r in rows],
+        [r.event_name for r in rows],
+        [r.timestamp for r in rows],
+        [r.metadata_json for r in rows],
+        now,
+    ]
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(_INSERT_SQL, params)
+                return cursor.fetchone()[0]
+        except OperationalError as exc:
+            if not _is_retryable(exc) or attempt == DEADLOCK_RETRIES - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _is_retryable(exc: OperationalError) -> bool:
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    return sqlstate in {"40P01", "40001"}  # deadlock_detected, serialization_failure
+
+
+def ingest(body: bytes, *, now: datetime) -> int:
+    """The whole ingestion request: parse, validate, store. Returns the count of new events."""
+    rows = validate_batch(parse_body(body), now=now)
+    return store_batch(rows, now=now)

@@ -1,0 +1,52 @@
+"""Usage events as applications sent them, and the log of ingested batches that rollups consume."""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.utils import timezone
+
+
+class Event(models.Model):
+    # The surrogate key records ingestion order, which breaks ties for the `last` aggregation.
+    id = models.BigAutoField(primary_key=True)
+    event_id = models.CharField(max_length=255, help_text="Client-chosen idempotency key.")
+    customer_id = models.CharField(max_length=255)
+    event_name = models.CharField(max_length=255)
+    timestamp = models.DateTimeField()
+    metadata = models.JSONField(default=dict, blank=True)
+    ingested_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # A constraint rather than unique=True: Django would add a second (LIKE) index to a
+            # unique CharField, which every ingest would pay for.
+            models.UniqueConstraint(fields=["event_id"], name="event_event_id_unique"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["customer_id", "event_name", "timestamp"], name="event_customer_name_ts"
+            ),
+            models.Index(fields=["event_name", "timestamp"], name="event_name_ts"),
+        ]
+
+    def __str__(self) -> str:
+        return self.event_id
+
+
+class IngestBatch(models.Model):
+    """One row per accepted request that stored new events, written in the same statement.
+
+    Rollups claim these rows (SKIP LOCKED) to find exactly the events they have not yet counted,
+    whatever order the batches committed in.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    event_ids = ArrayField(models.BigIntegerField())
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "ingest batches"
+
+    def __str__(self) -> str:
+        return f"batch {self.pk}"

@@ -1,0 +1,394 @@
+"""Meter filters: validate the JSON filter language, compile it to a PostgreSQL boolean
+expression over an event's jsonb ``metadata`` column, and evaluate it in Python with exactly
+the same typed semantics (the SQL and Python sides must always select the same events).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from typing import Any
+
+OPERATORS: tuple[str, ...] = (
+    "equals",
+    "not_equals",
+    "greater_than",
+    "greater_than_or_equals",
+    "less_than",
+    "less_than_or_equals",
+    "contains",
+    "does_not_contain",
+)
+ORDER_OPERATORS: tuple[str, ...] = (
+    "greater_than",
+    "greater_than_or_equals",
+    "less_than",
+    "less_than_or_equals",
+)
+STRING_OPERATORS: tuple[str, ...] = ("contains", "does_not_contain")
+CONJUNCTIONS: tuple[str, ...] = ("and", "or")
+
+MAX_DEPTH = 3
+MAX_CLAUSES = 50
+MAX_KEY_LENGTH = 100
+MAX_STRING_LENGTH = 500
+# Bounds every number well inside PostgreSQL's numeric range so the casts can never fail.
+MAX_NUMBER_DIGITS = 1000
+
+_GROUP_FIELDS = ("conjunction", "clauses")
+_CONDITION_FIELDS = ("key", "operator", "value")
+_SQL_ORDER = {
+    "greater_than": ">",
+    "greater_than_or_equals": ">=",
+    "less_than": "<",
+    "less_than_or_equals": "<=",
+}
+
+Number = int | Decimal
+Value = str | Number | bool
+Filter = dict[str, Any]
+
+
+class InvalidFilter(Exception):
+    """A filter failed validation; ``errors`` lists every problem with the field it concerns."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in self.errors))
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def validate_filter(data: object) -> Filter:
+    """Check raw JSON (API body, form, stored value) and return the normalized filter.
+
+    Normalized numbers are ``int`` or ``Decimal`` (floats go through ``str()`` so 0.1 stays
+    0.1). Idempotent: a normalized filter validates to an equal filter. Raises InvalidFilter
+    listing every problem rather than only the first, so a UI can mark all bad fields.
+    """
+    errors: list[dict[str, str]] = []
+    result = _validate_group(data, "filter", 1, errors)
+    if errors or result is None:
+        raise InvalidFilter(errors)
+    return result
+
+
+def _error(errors: list[dict[str, str]], field: str, message: str) -> None:
+    errors.append({"field": field, "message": message})
+
+
+def _validate_group(
+    data: object, path: str, level: int, errors: list[dict[str, str]]
+) -> Filter | None:
+    if not isinstance(data, dict):
+        _error(errors, path, "must be an object with 'conjunction' and 'clauses'")
+        return None
+    before = len(errors)
+    for name in data:
+        if name not in _GROUP_FIELDS:
+            _error(errors, f"{path}.{name}", "unknown field")
+
+    conjunction = data.get("conjunction")
+    if "conjunction" not in data:
+        _error(errors, f"{path}.conjunction", "this field is required")
+    elif not isinstance(conjunction, str) or conjunction not in CONJUNCTIONS:
+        _error(errors, f"{path}.conjunction", "must be 'and' or 'or'")
+
+    raw_clauses = data.get("clauses")
+    clauses: list[Filter] = []
+    if "clauses" not in data:
+        _error(errors, f"{path}.clauses", "this field is required")
+    elif not isinstance(raw_clauses, list | tuple):
+        _error(errors, f"{path}.clauses", "must be a list")
+    elif not raw_clauses:
+        _error(errors, f"{path}.clauses", "must contain at least one clause")
+    elif len(raw_clauses) > MAX_CLAUSES:
+        _error(errors, f"{path}.clauses", f"must contain at most {MAX_CLAUSES} clauses")
+    else:
+        for index, clause in enumerate(raw_clauses):
+            normalized = _validate_clause(clause, f"{path}.clauses[{index}]", level, errors)
+            if normalized is not None:
+                clauses.append(normalized)
+
+    if len(errors) != before:
+        return None
+    return {"conjunction": conjunction, "clauses": clauses}
+
+
+def _validate_clause(
+    data: object, path: str, level: int, errors: list[dict[str, str]]
+) -> Filter | None:
+    if not isinstance(data, dict):
+        _error(errors, path, "must be an object (a condition or a nested filter)")
+        return None
+    is_group = any(name in data for name in _GROUP_FIELDS)
+    is_condition = any(name in data for name in _CONDITION_FIELDS)
+    if is_group and is_condition:
+        _error(
+            errors,
+            path,
+            "must be either a condition (key, operator, value) or a nested filter "
+            "(conjunction, clauses), not both",
+        )
+        return None
+    if is_group:
+        if level >= MAX_DEPTH:
+            _error(errors, path, f"filters can be nested at most {MAX_DEPTH} levels deep")
+            return None
+        return _validate_group(data, path, level + 1, errors)
+    if is_condition:
+        return _validate_condition(data, path, errors)
+    _error(
+        errors,
+        path,
+        "must be a condition (key, operator, value) or a nested filter (conjunction, clauses)",
+    )
+    return None
+
+
+def _bad_text(text: str) -> bool:
+    """NUL and surrogate code points cannot be stored in jsonb/UTF-8 text."""
+    return any(ch == "\x00" or "\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def _validate_condition(
+    data: dict[Any, Any], path: str, errors: list[dict[str, str]]
+) -> Filter | None:
+    before = len(errors)
+    for name in data:
+        if name not in _CONDITION_FIELDS:
+            _error(errors, f"{path}.{name}", "unknown field")
+
+    key = data.get("key")
+    if "key" not in data:
+        _error(errors, f"{path}.key", "this field is required")
+    elif not isinstance(key, str):
+        _error(errors, f"{path}.key", "must be a string")
+    elif not key:
+        _error(errors, f"{path}.key", "must not be empty")
+    elif len(key) > MAX_KEY_LENGTH:
+        _error(errors, f"{path}.key", f"must be at most {MAX_KEY_LENGTH} characters")
+    elif _bad_text(key):
+        _error(errors, f"{path}.key", "must not contain NUL or unpaired surrogate characters")
+
+    operator = data.get("operator")
+    operator_ok = False
+    if "operator" not in data:
+        _error(errors, f"{path}.operator", "this field is required")
+    elif not isinstance(operator, str) or operator not in OPERATORS:
+        _error(
+            errors, f"{path}.operator", f"unknown operator; must be one of {', '.join(OPERATORS)}"
+        )
+    else:
+        operator_ok = True
+
+    value: Value | None = None
+    if "value" not in data:
+        _error(errors, f"{path}.value", "this field is required")
+    else:
+        value, message = _normalize_value(data["value"])
+        if message is not None:
+            _error(errors, f"{path}.value", message)
+        elif operator_ok and operator in ORDER_OPERATORS and not _is_number(value):
+            _error(errors, f"{path}.value", f"operator '{operator}' requires a number value")
+        elif operator_ok and operator in STRING_OPERATORS and not isinstance(value, str):
+            _error(errors, f"{path}.value", f"operator '{operator}' requires a string value")
+
+    if len(errors) != before:
+        return None
+    return {"key": key, "operator": operator, "value": value}
+
+
+def _normalize_value(raw: object) -> tuple[Value | None, str | None]:
+    """Return (normalized value, None) or (None, error message)."""
+    if isinstance(raw, bool):
+        return raw, None
+    if isinstance(raw, str):
+        if len(raw) > MAX_STRING_LENGTH:
+            return None, f"must be at most {MAX_STRING_LENGTH} characters"
+        if _bad_text(raw):
+            return None, "must not contain NUL or unpaired surrogate characters"
+        return raw, None
+    if isinstance(raw, int | float | Decimal):
+        if isinstance(raw, float) and not math.isfinite(raw):
+            return None, "must be a finite number"
+        number = Decimal(str(raw)) if isinstance(raw, float) else Decimal(raw)
+        if not number.is_finite():
+            return None, "must be a finite number"
+        exponent = number.as_tuple().exponent
+        assert isinstance(exponent, int)  # finite Decimals have an int exponent
+        if exponent < -MAX_NUMBER_DIGITS or (
+            not number.is_zero() and number.adjusted() >= MAX_NUMBER_DIGITS
+        ):
+            return None, (
+                f"must have at most {MAX_NUMBER_DIGITS} digits before and after the decimal point"
+            )
+        return (raw if isinstance(raw, int) else number), None
+    return None, "must be a string, number or boolean"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | Decimal) and not isinstance(value, bool)
+
+
+def filter_depth(filter: Filter | None) -> int:
+    """Nesting level of a (validated) filter: 0 for None, 1 for a flat filter."""
+    if filter is None:
+        return 0
+    nested = [filter_depth(c) for c in filter["clauses"] if "clauses" in c]
+    return 1 + max(nested, default=0)
+
+
+def _json_scalar(value: Value) -> str:
+    """Exact JSON text of a normalized value (json.dumps cannot write Decimal as a number)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | Decimal):
+        return str(value)  # str(Decimal) is always a valid JSON number once finite
+    return json.dumps(value)
+
+
+def filter_to_json(filter: Filter | None) -> str:
+    """Serialize a filter to JSON text keeping numbers exact (read back with
+    ``json.loads(text, parse_float=Decimal)``); DjangoJSONEncoder would turn Decimals into
+    strings, which changes their meaning in this language."""
+    if filter is None:
+        return "null"
+    filter = validate_filter(filter)
+    return _group_json(filter)
+
+
+def _group_json(group: Filter) -> str:
+    parts = []
+    for clause in group["clauses"]:
+        if "clauses" in clause:
+            parts.append(_group_json(clause))
+        else:
+            parts.append(
+                f'{{"key": {json.dumps(clause["key"])}, '
+                f'"operator": {json.dumps(clause["operator"])}, '
+                f'"value": {_json_scalar(clause["value"])}}}'
+            )
+    return f'{{"conjunction": {json.dumps(group["conjunction"])}, "clauses": [{", ".join(parts)}]}}'
+
+
+# --- SQL compilation ----------------------------------------------------------------------
+
+
+def filter_sql(filter: Filter | None, column: str = "metadata") -> tuple[str, list[Any]]:
+    """Compile a filter into a SQL boolean expression over the jsonb ``column``.
+
+    ``column`` is trusted code (e.g. ``"e.metadata"``); all user data travels as ``%s``
+    parameters. Every condition is guarded (CASE/COALESCE) so the expression is never NULL
+    and never raises, whatever an event's metadata holds. The filter is (re)validated, so a
+    raw stored filter is accepted too.
+    """
+    if filter is None:
+        return "TRUE", []
+    filter = validate_filter(filter)
+    params: list[Any] = []
+    return _group_sql(filter, column, params), params
+
+
+def _group_sql(group: Filter, column: str, params: list[Any]) -> str:
+    parts = []
+    for clause in group["clauses"]:
+        if "clauses" in clause:
+            parts.append(_group_sql(clause, column, params))
+        else:
+            parts.append(_condition_sql(clause, column, params))
+    joiner = " AND " if group["conjunction"] == "and" else " OR "
+    return "(" + joiner.join(parts) + ")"
+
+
+def _condition_sql(condition: Filter, column: str, params: list[Any]) -> str:
+    key, operator, value = condition["key"], condition["operator"], condition["value"]
+    field = f"({column} -> %s::text)"
+    if operator in ("equals", "not_equals"):
+        # jsonb equality is typed (1 <> "1", true <> 1) and numeric-aware (1 = 1.0);
+        # a missing key gives NULL, which COALESCE turns into FALSE for both operators.
+        sql_op = "=" if operator == "equals" else "<>"
+        params.extend([key, _json_scalar(value)])
+        return f"COALESCE({field} {sql_op} %s::jsonb, FALSE)"
+    if operator in ORDER_OPERATORS:
+        # CASE (not AND) guarantees the ::numeric cast only runs on JSON numbers.
+        params.extend([key, key, Decimal(value)])
+        return (
+            f"CASE WHEN jsonb_typeof({field}) = 'number' "
+            f"THEN ({column} ->> %s::text)::numeric {_SQL_ORDER[operator]} %s::numeric "
+            "ELSE FALSE END"
+        )
+    # contains / does_not_contain: strpos is a literal substring test (no LIKE wildcards).
+    test = "> 0" if operator == "contains" else "= 0"
+    params.extend([key, key, value])
+    return (
+        f"CASE WHEN jsonb_typeof({field}) = 'string' "
+        f"THEN strpos({column} ->> %s::text, %s::text) {test} "
+        "ELSE FALSE END"
+    )
+
+
+# --- Python evaluation --------------------------------------------------------------------
+
+
+def matches(filter: Filter | None, metadata: dict[str, Any] | None) -> bool:
+    """Evaluate a filter against one event's metadata, exactly as ``filter_sql`` would."""
+    if filter is None:
+        return True
+    filter = validate_filter(filter)
+    if not isinstance(metadata, dict):
+        metadata = {}
+    return _match_group(filter, metadata)
+
+
+def _match_group(group: Filter, metadata: dict[str, Any]) -> bool:
+    results = (
+        _match_group(c, metadata) if "clauses" in c else _match_condition(c, metadata)
+        for c in group["clauses"]
+    )
+    return all(results) if group["conjunction"] == "and" else any(results)
+
+
+def _typed(value: object) -> tuple[str, object]:
+    """Classify a value by JSON type; numbers become Decimal (bool is not a number)."""
+    if isinstance(value, bool):
+        return "boolean", value
+    if isinstance(value, str):
+        return "string", value
+    if isinstance(value, int):
+        return "number", Decimal(value)
+    if isinstance(value, float):
+        return ("number", Decimal(str(value))) if math.isfinite(value) else ("other", value)
+    if isinstance(value, Decimal):
+        return ("number", value) if value.is_finite() else ("other", value)
+    return "other", value
+
+
+def _match_condition(condition: Filter, metadata: dict[str, Any]) -> bool:
+    key, operator = condition["key"], condition["operator"]
+    if key not in metadata:
+        return False
+    kind, event_value = _typed(metadata[key])
+    want_kind, want = _typed(condition["value"])
+    if operator in ("equals", "not_equals"):
+        equal = kind == want_kind and event_value == want
+        return equal if operator == "equals" else not equal
+    if operator in ORDER_OPERATORS:
+        if kind != "number" or want_kind != "number":
+            return False
+        a, b = event_value, want
+        assert isinstance(a, Decimal) and isinstance(b, Decimal)
+        if operator == "greater_than":
+            return a > b
+        if operator == "greater_than_or_equals":
+            return a >= b
+        if operator == "less_than":
+            return a < b
+        return a <= b
+    if kind != "string" or want_kind != "string":
+        return False
+    assert isinstance(event_value, str) and isinstance(want, str)
+    found = want in event_value
+    return found if operator == "contains" else not found

@@ -1,0 +1,39 @@
+"""Shared fixtures: API keys, an authenticated client, the official SDK against a live server."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from billing_site.models import ApiKey
+
+
+@pytest.fixture
+def api_key(db) -> str:
+    _, raw_key = ApiKey.create(name="tests")
+    return raw_key
+
+
+@pytest.fixture
+def api(api_key) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    return client
+
+
+@pytest.fixture
+def live_api_key(transactional_db) -> str:
+    _, raw_key = ApiKey.create(name="live tests")
+    return raw_key
+
+
+@pytest.fixture
+def sdk(live_server, live_api_key):
+    """The official `dodopayments` client pointed at this server, as a user would configure it."""
+    from dodopayments import DodoPayments
+
+    client = DodoPayments(
+        bearer_token=live_api_key, base_url=f"{live_server.url}/api", max_retries=0
+    )
+    yield client
+    client.close()
