@@ -12,4 +12,7 @@ app = Celery("billing_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-app.conf.beat_schedule = {}
+# Every task is idempotent and safe on several workers at once, so overlapping runs are harmless.
+app.conf.beat_schedule = {
+    "roll-up-usage": {"task": "meters.roll_up", "schedule": 5.0, "options": {"expires": 30}},
+}

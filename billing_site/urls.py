@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from billing_site.api import views as api_views
 from events import api as events_api
+from meters import api as meters_api
 from products import api as products_api
 
 api_patterns = [
@@ -17,6 +18,13 @@ api_patterns = [
         "customers/<str:customer_id>",
         products_api.CustomerDetailView.as_view(),
         name="customers-detail",
+    ),
+    path("meters", meters_api.MeterListCreateView.as_view(), name="meters"),
+    path("meters/<str:meter_id>", meters_api.MeterDetailView.as_view(), name="meters-detail"),
+    path(
+        "meters/<str:meter_id>/unarchive",
+        meters_api.MeterUnarchiveView.as_view(),
+        name="meters-unarchive",
     ),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -57,6 +60,8 @@ class EventListView(generics.ListAPIView):
         for field in ("customer_id", "event_name"):
             if params.get(field):
                 events = events.filter(**{field: params[field]})
+        if params.get("meter_id"):
+            events = self._matching(events, params["meter_id"], params.get("event_name"))
         start = parse_query_datetime(params, "start")
         end = parse_query_datetime(params, "end")
         if start is not None:
@@ -76,6 +81,22 @@ class EventListView(generics.ListAPIView):
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
+
+    @staticmethod
+    def _matching(events, meter_id: str, event_name: str | None):
+        """Exactly the events the meter matches: its event name and its filter, in SQL."""
+        from meters.models import Meter
+        from meters.usage import matching_events_sql
+
+        meter = Meter.objects.filter(id=meter_id).first()
+        if meter is None:
+            raise ValidationError({"meter_id": [f"No meter {meter_id!r}."]})
+        if event_name and event_name != meter.event_name:
+            raise ValidationError(
+                {"event_name": [f"Must match the meter's event name {meter.event_name!r}."]}
+            )
+        condition, params = matching_events_sql(meter, alias='"events_event"')
+        return events.filter(RawSQL(condition, params, output_field=BooleanField()))
 
 
 class EventDetailView(generics.RetrieveAPIView):

@@ -7,7 +7,6 @@ is never mistaken for a duplicate.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
 from billing_site.errors import DomainError, InvalidInput
+from billing_site.jsonutil import exact_dumps, exact_loads
 
 MAX_EVENTS = 1000
 MAX_ID_LENGTH = 255
@@ -56,10 +56,6 @@ class EventRow:
     metadata_json: str
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a valid JSON number")
-
-
 def parse_body(body: bytes) -> object:
     """Parse JSON keeping decimals exact (`0.1` stays `Decimal("0.1")`, never a float)."""
     if len(body) > settings.INGEST_MAX_BODY_BYTES:
@@ -67,30 +63,9 @@ def parse_body(body: bytes) -> object:
             f"The body is {len(body)} bytes; the limit is {settings.INGEST_MAX_BODY_BYTES}."
         )
     try:
-        return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+        return exact_loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedJSON(f"The body is not valid JSON: {exc}") from None
-
-
-def _json_value(value: object) -> str:
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def metadata_to_json(metadata: dict) -> str:
-    """Serialize flat, validated metadata; numbers are written exactly as parsed."""
-    return (
-        "{"
-        + ",".join(
-            f"{json.dumps(k, ensure_ascii=False)}:{_json_value(v)}" for k, v in metadata.items()
-        )
-        + "}"
-    )
 
 
 class _Problems:
@@ -281,9 +256,7 @@ def validate_batch(payload: object, *, now: datetime) -> list[EventRow]:
             first_index_of[event_id] = index
         if None in (event_id, customer_id, event_name, timestamp, metadata):
             continue
-        rows.append(
-            EventRow(event_id, customer_id, event_name, timestamp, metadata_to_json(metadata))
-        )
+        rows.append(EventRow(event_id, customer_id, event_name, timestamp, exact_dumps(metadata)))
     if problems.errors:
         bad = len({e["index"] for e in problems.errors})
         raise InvalidEvents(

@@ -5,10 +5,12 @@ the same typed semantics (the SQL and Python sides must always select the same e
 
 from __future__ import annotations
 
-import json
 import math
 from decimal import Decimal
 from typing import Any
+
+from billing_site.errors import InvalidInput
+from billing_site.jsonutil import exact_dumps
 
 OPERATORS: tuple[str, ...] = (
     "equals",
@@ -50,12 +52,15 @@ Value = str | Number | bool
 Filter = dict[str, Any]
 
 
-class InvalidFilter(Exception):
+class InvalidFilter(InvalidInput):
     """A filter failed validation; ``errors`` lists every problem with the field it concerns."""
 
+    code = "INVALID_FILTER"
+
     def __init__(self, errors: list[dict[str, str]]) -> None:
-        self.errors = list(errors)
-        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in self.errors))
+        super().__init__(
+            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=list(errors)
+        )
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -241,37 +246,32 @@ def filter_depth(filter: Filter | None) -> int:
     return 1 + max(nested, default=0)
 
 
-def _json_scalar(value: Value) -> str:
-    """Exact JSON text of a normalized value (json.dumps cannot write Decimal as a number)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | Decimal):
-        return str(value)  # str(Decimal) is always a valid JSON number once finite
-    return json.dumps(value)
+def homogeneous(filter: Filter | None) -> Filter | None:
+    """The same filter with no clause list mixing conditions and groups, for the wire.
+
+    The SDK types `clauses` as all-conditions or all-groups; a mixed list is rewritten by wrapping
+    each condition in a one-clause group, which means the same thing. Mixed lists only occur above
+    the deepest level, so the wrapping never exceeds the depth limit.
+    """
+    if filter is None:
+        return None
+    clauses = filter["clauses"]
+    has_groups = any("clauses" in clause for clause in clauses)
+    has_conditions = any("clauses" not in clause for clause in clauses)
+    rewritten = []
+    for clause in clauses:
+        if "clauses" in clause:
+            rewritten.append(homogeneous(clause))
+        elif has_groups and has_conditions:
+            rewritten.append({"conjunction": "and", "clauses": [clause]})
+        else:
+            rewritten.append(clause)
+    return {"conjunction": filter["conjunction"], "clauses": rewritten}
 
 
 def filter_to_json(filter: Filter | None) -> str:
-    """Serialize a filter to JSON text keeping numbers exact (read back with
-    ``json.loads(text, parse_float=Decimal)``); DjangoJSONEncoder would turn Decimals into
-    strings, which changes their meaning in this language."""
-    if filter is None:
-        return "null"
-    filter = validate_filter(filter)
-    return _group_json(filter)
-
-
-def _group_json(group: Filter) -> str:
-    parts = []
-    for clause in group["clauses"]:
-        if "clauses" in clause:
-            parts.append(_group_json(clause))
-        else:
-            parts.append(
-                f'{{"key": {json.dumps(clause["key"])}, '
-                f'"operator": {json.dumps(clause["operator"])}, '
-                f'"value": {_json_scalar(clause["value"])}}}'
-            )
-    return f'{{"conjunction": {json.dumps(group["conjunction"])}, "clauses": [{", ".join(parts)}]}}'
+    """Serialize a filter to JSON text keeping numbers exact (read back with `exact_loads`)."""
+    return exact_dumps(None if filter is None else validate_filter(filter))
 
 
 # --- SQL compilation ----------------------------------------------------------------------
@@ -310,7 +310,7 @@ def _condition_sql(condition: Filter, column: str, params: list[Any]) -> str:
         # jsonb equality is typed (1 <> "1", true <> 1) and numeric-aware (1 = 1.0);
         # a missing key gives NULL, which COALESCE turns into FALSE for both operators.
         sql_op = "=" if operator == "equals" else "<>"
-        params.extend([key, _json_scalar(value)])
+        params.extend([key, exact_dumps(value)])
         return f"COALESCE({field} {sql_op} %s::jsonb, FALSE)"
     if operator in ORDER_OPERATORS:
         # CASE (not AND) guarantees the ::numeric cast only runs on JSON numbers.

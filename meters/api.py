@@ -1,0 +1,121 @@
+"""Meters API, Dodo-compatible: create, list (`archived`), retrieve, update, archive, unarchive."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing_site.api.fields import parse_query_bool
+from billing_site.api.serializers import BusinessIdField
+from meters import services
+from meters.filters import homogeneous
+from meters.models import Meter
+
+
+class AggregationSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["count", "sum", "max", "last"])
+    key = serializers.CharField(max_length=100, required=False, allow_null=True)
+
+
+class MeterSerializer(serializers.ModelSerializer):
+    business_id = BusinessIdField()
+    aggregation = serializers.SerializerMethodField()
+    filter = serializers.SerializerMethodField()
+    archived = serializers.BooleanField(source="is_archived", read_only=True)
+    rollups_ready = serializers.BooleanField(read_only=True)
+    backfill_progress = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = Meter
+        fields = [
+            "id",
+            "business_id",
+            "name",
+            "description",
+            "event_name",
+            "measurement_unit",
+            "aggregation",
+            "filter",
+            "created_at",
+            "updated_at",
+            "archived",
+            "rollups_ready",
+            "backfill_progress",
+        ]
+
+    def get_aggregation(self, meter: Meter) -> dict:
+        return {"type": meter.aggregation_type, "key": meter.aggregation_key}
+
+    def get_filter(self, meter: Meter) -> dict | None:
+        return homogeneous(meter.filter)
+
+
+class MeterInputSerializer(serializers.Serializer):
+    """Plain fields; `aggregation` and `filter` are checked by the meter rules, which name
+    every bad field (`filter.clauses[1].operator`)."""
+
+    name = serializers.CharField(max_length=255)
+    description = serializers.CharField(
+        max_length=2000, required=False, allow_null=True, allow_blank=True
+    )
+    event_name = serializers.CharField(max_length=255)
+    measurement_unit = serializers.CharField(max_length=100)
+    aggregation = serializers.JSONField()
+    filter = serializers.JSONField(required=False, allow_null=True)
+
+
+class MeterListCreateView(generics.ListAPIView):
+    serializer_class = MeterSerializer
+
+    def get_queryset(self):
+        archived = parse_query_bool(self.request.query_params, "archived")
+        meters = Meter.objects.all()
+        return meters.archived() if archived else meters.active()
+
+    @extend_schema(parameters=[OpenApiParameter("archived", bool)])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(request=MeterInputSerializer, responses=MeterSerializer)
+    def post(self, request):
+        data = MeterInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        meter = services.create_meter(**data.validated_data, now=timezone.now())
+        return Response(MeterSerializer(meter).data)
+
+
+class MeterDetailView(APIView):
+    def get_object(self, meter_id: str) -> Meter:
+        return get_object_or_404(Meter, id=meter_id)
+
+    @extend_schema(responses=MeterSerializer)
+    def get(self, request, meter_id: str):
+        return Response(MeterSerializer(self.get_object(meter_id)).data)
+
+    @extend_schema(request=MeterInputSerializer, responses=MeterSerializer)
+    def patch(self, request, meter_id: str):
+        meter = self.get_object(meter_id)
+        data = MeterInputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        changes = dict(data.validated_data)
+        for required in ("name", "event_name", "measurement_unit", "aggregation"):
+            if required in changes and changes[required] is None:
+                changes.pop(required)
+        meter = services.update_meter(meter, now=timezone.now(), **changes)
+        return Response(MeterSerializer(meter).data)
+
+    @extend_schema(responses={204: None}, summary="Archive a meter")
+    def delete(self, request, meter_id: str):
+        services.archive_meter(self.get_object(meter_id), now=timezone.now())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeterUnarchiveView(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request, meter_id: str):
+        services.unarchive_meter(get_object_or_404(Meter, id=meter_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

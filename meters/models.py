@@ -1,0 +1,125 @@
+"""Meters and their usage rollups (hourly and daily buckets per meter and customer)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from billing_site.fields import NumericField
+from billing_site.ids import new_meter_id
+from billing_site.jsonutil import ExactJSONDecoder, ExactJSONEncoder
+
+
+class Aggregation(models.TextChoices):
+    COUNT = "count"
+    SUM = "sum"
+    MAX = "max"
+    LAST = "last"
+
+
+class MeterQuerySet(models.QuerySet):
+    def active(self) -> MeterQuerySet:
+        return self.filter(archived_at__isnull=True)
+
+    def archived(self) -> MeterQuerySet:
+        return self.filter(archived_at__isnull=False)
+
+
+class Meter(models.Model):
+    id = models.CharField(primary_key=True, max_length=64, default=new_meter_id, editable=False)
+    name = models.CharField(max_length=255)
+    description = models.TextField(null=True, blank=True)
+    event_name = models.CharField(max_length=255, db_index=True)
+    measurement_unit = models.CharField(max_length=100)
+    aggregation_type = models.CharField(max_length=8, choices=Aggregation.choices)
+    aggregation_key = models.CharField(max_length=100, null=True, blank=True)
+    filter = models.JSONField(
+        null=True, blank=True, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder
+    )
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    # Rollup state. `definition_version` changes whenever what the meter counts changes; buckets
+    # are trusted only once a backfill of that version has finished (`backfilled_version`).
+    definition_version = models.PositiveIntegerField(default=1)
+    backfilled_version = models.PositiveIntegerField(default=0)
+    backfill_days_total = models.PositiveIntegerField(default=0)
+    backfill_days_done = models.PositiveIntegerField(default=0)
+    backfill_next_day = models.DateTimeField(null=True, blank=True)
+
+    objects = MeterQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+    @property
+    def rollups_ready(self) -> bool:
+        return self.backfilled_version == self.definition_version
+
+    @property
+    def backfill_progress(self) -> float:
+        """Share of history backfilled for the current definition, for staff to watch."""
+        if self.rollups_ready:
+            return 1.0
+        if not self.backfill_days_total:
+            return 0.0
+        return min(self.backfill_days_done / self.backfill_days_total, 1.0)
+
+
+class _Bucket(models.Model):
+    """Aggregates of one meter's matching events for one customer over one UTC hour or day.
+
+    `event_count` counts contributing events, `skipped_count` matching events whose key was missing
+    or not a number; `last_*` identify the contributing event with the latest (timestamp, id).
+    """
+
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, db_index=False)
+    customer_id = models.CharField(max_length=255)
+    event_count = models.BigIntegerField(default=0)
+    skipped_count = models.BigIntegerField(default=0)
+    value_sum = NumericField(null=True)
+    value_max = NumericField(null=True)
+    last_value = NumericField(null=True)
+    last_timestamp = models.DateTimeField(null=True)
+    last_event_pk = models.BigIntegerField(null=True)
+
+    class Meta:
+        abstract = True
+
+
+class HourlyUsage(_Bucket):
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meter", "customer_id", "hour"], name="hourly_usage_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["meter", "hour"], name="hourly_usage_meter_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} {self.customer_id} {self.hour:%Y-%m-%d %H}h"
+
+
+class DailyUsage(_Bucket):
+    day = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meter", "customer_id", "day"], name="daily_usage_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["meter", "day"], name="daily_usage_meter_day")]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} {self.customer_id} {self.day:%Y-%m-%d}"

@@ -1,0 +1,300 @@
+"""Keep per-(meter, customer, hour) and per-day usage buckets current, on any number of workers.
+
+Two kinds of work, both safe to run concurrently and to repeat:
+- `roll_up_pending` claims committed ingest batches (SKIP LOCKED) and adds their events to the
+  buckets of every meter, in the same transaction that removes the batches from the log: every
+  event is counted exactly once, whatever order its batch committed in. Updates are increments
+  (add, greatest, later-of), so two workers touching one bucket never lose each other's work.
+- `backfill_meter` rebuilds a new or edited meter's buckets over all history, one chunk of days
+  per transaction. It holds the meter row FOR UPDATE while incremental work holds it FOR SHARE,
+  and it leaves out events still in the log, which the incremental path will add.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+
+from django.db import OperationalError, connection, transaction
+from django.utils import timezone
+
+from events.queries import EVENTS_TABLE, PENDING_EVENT_IDS_SQL, claim_pending_batches
+from meters.models import Meter
+from meters.usage import (
+    BUCKET_COLUMNS,
+    DAY,
+    event_value_sql,
+    matching_events_sql,
+    merged_aggregate_columns,
+    raw_aggregate_columns,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCHES_PER_TRANSACTION = 50
+BACKFILL_DAYS_PER_TRANSACTION = 3
+RETRIES = 5
+
+_MERGE_INTO_EXISTING = """
+    event_count = b.event_count + excluded.event_count,
+    skipped_count = b.skipped_count + excluded.skipped_count,
+    value_sum = CASE WHEN b.value_sum IS NULL THEN excluded.value_sum
+                     WHEN excluded.value_sum IS NULL THEN b.value_sum
+                     ELSE b.value_sum + excluded.value_sum END,
+    value_max = greatest(b.value_max, excluded.value_max),
+    last_value = CASE WHEN b.last_timestamp IS NULL
+                        OR (excluded.last_timestamp, excluded.last_event_pk)
+                           > (b.last_timestamp, b.last_event_pk)
+                      THEN excluded.last_value ELSE b.last_value END,
+    last_event_pk = CASE WHEN b.last_timestamp IS NULL
+                        OR (excluded.last_timestamp, excluded.last_event_pk)
+                           > (b.last_timestamp, b.last_event_pk)
+                      THEN excluded.last_event_pk ELSE b.last_event_pk END,
+    last_timestamp = CASE WHEN b.last_timestamp IS NULL
+                        OR (excluded.last_timestamp, excluded.last_event_pk)
+                           > (b.last_timestamp, b.last_event_pk)
+                      THEN excluded.last_timestamp ELSE b.last_timestamp END
+"""
+
+
+def _with_retries(work):
+    """Deadlocks between workers are resolved by PostgreSQL aborting one; that one tries again."""
+    for attempt in range(RETRIES):
+        try:
+            return work()
+        except OperationalError as exc:
+            sqlstate = getattr(exc.__cause__, "sqlstate", None)
+            if sqlstate not in {"40P01", "40001"} or attempt == RETRIES - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _lock_meters_for_share(event_ids: list[int]) -> list[Meter]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT id FROM meters_meter
+            WHERE event_name IN (SELECT DISTINCT event_name FROM {EVENTS_TABLE} WHERE id = ANY(%s))
+            ORDER BY id
+            FOR SHARE
+            """,
+            [event_ids],
+        )
+        meter_ids = [row[0] for row in cursor.fetchall()]
+    return list(Meter.objects.filter(id__in=meter_ids).order_by("id"))
+
+
+def _apply_delta(meter: Meter, event_ids: list[int]) -> None:
+    """Add the given events' contributions to the meter's hourly and daily buckets."""
+    match_sql, match_params = matching_events_sql(meter)
+    valid_sql, value_sql, value_params = event_value_sql(meter)
+    sql = f"""
+        WITH delta AS (
+            SELECT customer_id, hour, {raw_aggregate_columns(meter)}
+            FROM (
+                SELECT e.customer_id, date_trunc('hour', e.timestamp, 'UTC') AS hour,
+                       e.id AS pk, e.timestamp AS ts, {valid_sql} AS valid, {value_sql} AS value
+                FROM {EVENTS_TABLE} e
+                WHERE e.id = ANY(%s) AND {match_sql}
+            ) matched
+            GROUP BY customer_id, hour
+        ), hourly AS (
+            INSERT INTO meters_hourlyusage AS b (meter_id, customer_id, hour, {BUCKET_COLUMNS})
+            SELECT %s, delta.* FROM delta ORDER BY customer_id, hour
+            ON CONFLICT (meter_id, customer_id, hour) DO UPDATE SET {_MERGE_INTO_EXISTING}
+            RETURNING 1
+        ), daily AS (
+            INSERT INTO meters_dailyusage AS b (meter_id, customer_id, day, {BUCKET_COLUMNS})
+            SELECT %s, customer_id, day, {merged_aggregate_columns(meter)}
+            FROM (
+                SELECT delta.*, date_trunc('day', hour, 'UTC') AS day FROM delta
+            ) per_hour
+            GROUP BY customer_id, day
+            ORDER BY customer_id, day
+            ON CONFLICT (meter_id, customer_id, day) DO UPDATE SET {_MERGE_INTO_EXISTING}
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM hourly), (SELECT count(*) FROM daily)
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*value_params, event_ids, *match_params, meter.id, meter.id])
+
+
+def roll_up_pending(*, max_batches: int = MAX_BATCHES_PER_TRANSACTION) -> int:
+    """Claim up to `max_batches` ingest batches and apply them; returns the events claimed."""
+
+    def work() -> int:
+        with transaction.atomic():
+            event_ids = claim_pending_batches(max_batches)
+            if not event_ids:
+                return 0
+            for meter in _lock_meters_for_share(event_ids):
+                _apply_delta(meter, event_ids)
+            return len(event_ids)
+
+    return _with_retries(work)
+
+
+def roll_up_all_pending(*, time_budget: float | None = None) -> int:
+    """Apply every committed batch (or as many as fit in `time_budget` seconds)."""
+    started = time.monotonic()
+    total = 0
+    while True:
+        claimed = roll_up_pending()
+        total += claimed
+        if not claimed:
+            return total
+        if time_budget is not None and time.monotonic() - started > time_budget:
+            return total
+
+
+# --- backfill ----------------------------------------------------------------------------------
+
+
+def _day_floor(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _rebuild_days(meter: Meter, first_day: datetime, end_day: datetime) -> None:
+    """Recompute the meter's buckets for [first_day, end_day) from events no longer pending."""
+    match_sql, match_params = matching_events_sql(meter)
+    valid_sql, value_sql, value_params = event_value_sql(meter)
+    with connection.cursor() as cursor:
+        for table, column in (("meters_hourlyusage", "hour"), ("meters_dailyusage", "day")):
+            cursor.execute(
+                f"DELETE FROM {table} WHERE meter_id = %s AND {column} >= %s AND {column} < %s",
+                [meter.id, first_day, end_day],
+            )
+        cursor.execute(
+            f"""
+            INSERT INTO meters_hourlyusage (meter_id, customer_id, hour, {BUCKET_COLUMNS})
+            SELECT %s, customer_id, hour, {raw_aggregate_columns(meter)}
+            FROM (
+                SELECT e.customer_id, date_trunc('hour', e.timestamp, 'UTC') AS hour,
+                       e.id AS pk, e.timestamp AS ts, {valid_sql} AS valid, {value_sql} AS value
+                FROM {EVENTS_TABLE} e
+                WHERE {match_sql} AND e.timestamp >= %s AND e.timestamp < %s
+                  AND e.id NOT IN ({PENDING_EVENT_IDS_SQL})
+            ) matched
+            GROUP BY customer_id, hour
+            """,
+            [meter.id, *value_params, *match_params, first_day, end_day],
+        )
+        cursor.execute(
+            f"""
+            INSERT INTO meters_dailyusage (meter_id, customer_id, day, {BUCKET_COLUMNS})
+            SELECT meter_id, customer_id, date_trunc('day', hour, 'UTC') AS day,
+                   {merged_aggregate_columns(meter)}
+            FROM meters_hourlyusage
+            WHERE meter_id = %s AND hour >= %s AND hour < %s
+            GROUP BY meter_id, customer_id, date_trunc('day', hour, 'UTC')
+            """,
+            [meter.id, first_day, end_day],
+        )
+
+
+def _first_event_day(meter: Meter) -> datetime | None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT min(timestamp) FROM {EVENTS_TABLE} WHERE event_name = %s",
+            [meter.event_name],
+        )
+        first = cursor.fetchone()[0]
+    return _day_floor(first) if first else None
+
+
+def backfill_step(meter_id: str, *, now: datetime | None = None, days: int | None = None) -> bool:
+    """Rebuild the next chunk of days of one meter's buckets. Returns True once it is current."""
+    days = days or BACKFILL_DAYS_PER_TRANSACTION
+
+    def work() -> bool:
+        with transaction.atomic():
+            meter = Meter.objects.select_for_update().filter(id=meter_id).first()
+            if meter is None or meter.rollups_ready:
+                return True
+            moment = now or timezone.now()
+            # Events may be stamped up to 5 minutes ahead; cover the day they could fall on.
+            horizon = _day_floor(moment + timedelta(hours=1)) + DAY
+            if meter.backfill_next_day is None:
+                first_day = _first_event_day(meter)
+                with connection.cursor() as cursor:
+                    for table in ("meters_hourlyusage", "meters_dailyusage"):
+                        cursor.execute(f"DELETE FROM {table} WHERE meter_id = %s", [meter.id])
+                if first_day is None:
+                    meter.backfilled_version = meter.definition_version
+                    meter.backfill_days_total = meter.backfill_days_done = 0
+                    meter.save(
+                        update_fields=[
+                            "backfilled_version",
+                            "backfill_days_total",
+                            "backfill_days_done",
+                        ]
+                    )
+                    return True
+                meter.backfill_next_day = first_day
+                meter.backfill_days_total = (horizon - first_day).days
+                meter.backfill_days_done = 0
+            start = meter.backfill_next_day
+            end = min(start + days * DAY, horizon)
+            _rebuild_days(meter, start, end)
+            meter.backfill_days_done += (end - start).days
+            meter.backfill_next_day = end
+            done = end >= horizon
+            if done:
+                meter.backfilled_version = meter.definition_version
+                meter.backfill_next_day = None
+                meter.backfill_days_done = meter.backfill_days_total
+            meter.save(
+                update_fields=[
+                    "backfilled_version",
+                    "backfill_next_day",
+                    "backfill_days_total",
+                    "backfill_days_done",
+                ]
+            )
+            return done
+
+    return _with_retries(work)
+
+
+def backfill_meter(meter_id: str, *, time_budget: float | None = None) -> bool:
+    """Run backfill steps for one meter until it is current (or the budget is spent).
+
+    A session advisory lock keeps a second worker from rebuilding the same meter at the same time
+    (it would only redo the same chunks); the row lock in each step is what keeps results correct.
+    """
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [f"backfill:{meter_id}"])
+        if not cursor.fetchone()[0]:
+            return False
+    try:
+        while not backfill_step(meter_id):
+            if time_budget is not None and time.monotonic() - started > time_budget:
+                return False
+        return True
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [f"backfill:{meter_id}"])
+
+
+def meters_needing_backfill() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM meters_meter WHERE backfilled_version <> definition_version ORDER BY id"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def run_rollups(*, time_budget: float | None = None) -> None:
+    """All pending rollup work: new batches first (fresh usage), then meter backfills."""
+    started = time.monotonic()
+    roll_up_all_pending(time_budget=time_budget)
+    for meter_id in meters_needing_backfill():
+        remaining = None if time_budget is None else time_budget - (time.monotonic() - started)
+        if remaining is not None and remaining <= 0:
+            return
+        backfill_meter(meter_id, time_budget=remaining)
+    roll_up_all_pending(time_budget=time_budget)

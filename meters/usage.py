@@ -1,0 +1,325 @@
+"""Usage of a meter: one customer over a window, every customer over a window, or a time series.
+
+A window is split into whole UTC days (daily buckets), whole hours (hourly buckets) and the partial
+hours at its edges (raw events), so usage is exact for windows that start anywhere. Events stored
+but not yet rolled up are read raw in the same statement, so an answer never lags ingestion. A
+meter whose buckets are being rebuilt after an edit is answered from raw events alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.db import connection
+
+from events.queries import EVENTS_TABLE, PENDING_EVENT_IDS_SQL
+from meters.filters import filter_sql
+from meters.models import Aggregation, Meter
+
+GRANULARITIES = ("hour", "day", "week", "month")
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The billable quantity of one meter, with what it was made of."""
+
+    quantity: Decimal
+    event_count: int = 0
+    skipped_count: int = 0
+
+    @classmethod
+    def zero(cls) -> Usage:
+        return cls(Decimal(0))
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """Bucket-shaped partial aggregates; combining them is what every usage query does."""
+
+    event_count: int
+    skipped_count: int
+    value_sum: Decimal | None
+    value_max: Decimal | None
+    last_value: Decimal | None
+
+    def usage(self, aggregation: str) -> Usage:
+        quantity = {
+            Aggregation.COUNT: Decimal(self.event_count),
+            Aggregation.SUM: self.value_sum,
+            Aggregation.MAX: self.value_max,
+            Aggregation.LAST: self.last_value,
+        }[aggregation]
+        return Usage(_normalize(quantity), self.event_count, self.skipped_count)
+
+
+def _normalize(value: Decimal | None) -> Decimal:
+    """Drop trailing zeros (2.500 -> 2.5) but keep integers plain (1E+1 -> 10)."""
+    if value is None:
+        return Decimal(0)
+    value = value.normalize()
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value
+
+
+# --- SQL pieces --------------------------------------------------------------------------------
+
+
+def matching_events_sql(meter: Meter, alias: str = "e") -> tuple[str, list]:
+    """WHERE clause for the events a meter matches (its event name and its filter)."""
+    condition, params = filter_sql(meter.filter, column=f"{alias}.metadata")
+    return f"{alias}.event_name = %s AND ({condition})", [meter.event_name, *params]
+
+
+def event_value_sql(meter: Meter, alias: str = "e") -> tuple[str, str, list]:
+    """(valid, value) expressions for one matching event: whether it contributes, and how much.
+
+    Count meters count every matching event. Other meters need `key` to hold a JSON number;
+    anything else (missing, a string such as "150", a boolean) is skipped, never coerced.
+    """
+    if meter.aggregation_type == Aggregation.COUNT:
+        return "TRUE", "1::numeric", []
+    valid = f"coalesce(jsonb_typeof({alias}.metadata -> %s) = 'number', FALSE)"
+    value = f"CASE WHEN {valid} THEN ({alias}.metadata ->> %s)::numeric END"
+    key = meter.aggregation_key
+    return valid, value, [key, key, key]
+
+
+_NO_LAST = (
+    "NULL::numeric AS last_value, NULL::timestamptz AS last_timestamp, "
+    "NULL::bigint AS last_event_pk"
+)
+
+
+def raw_aggregate_columns(meter: Meter) -> str:
+    """Aggregate columns over rows of (pk, ts, valid, value), in bucket column order."""
+    if meter.aggregation_type == Aggregation.LAST:
+        last = (
+            "(array_agg(value ORDER BY ts DESC, pk DESC) FILTER (WHERE valid))[1] AS last_value, "
+            "max(ts) FILTER (WHERE valid) AS last_timestamp, "
+            "(array_agg(pk ORDER BY ts DESC, pk DESC) FILTER (WHERE valid))[1] AS last_event_pk"
+        )
+    else:
+        last = _NO_LAST
+    return (
+        "count(*) FILTER (WHERE valid) AS event_count, "
+        "count(*) FILTER (WHERE NOT valid) AS skipped_count, "
+        f"sum(value) AS value_sum, max(value) AS value_max, {last}"
+    )
+
+
+def merged_aggregate_columns(meter: Meter) -> str:
+    """Aggregate columns that combine bucket-shaped rows into one."""
+    if meter.aggregation_type == Aggregation.LAST:
+        last = (
+            "(array_agg(last_value ORDER BY last_timestamp DESC NULLS LAST,"
+            " last_event_pk DESC NULLS LAST))[1] AS last_value, "
+            "max(last_timestamp) AS last_timestamp, "
+            "(array_agg(last_event_pk ORDER BY last_timestamp DESC NULLS LAST,"
+            " last_event_pk DESC NULLS LAST))[1] AS last_event_pk"
+        )
+    else:
+        last = _NO_LAST
+    return (
+        "sum(event_count)::bigint AS event_count, sum(skipped_count)::bigint AS skipped_count, "
+        f"sum(value_sum) AS value_sum, max(value_max) AS value_max, {last}"
+    )
+
+
+BUCKET_COLUMNS = (
+    "event_count, skipped_count, value_sum, value_max, last_value, last_timestamp, last_event_pk"
+)
+
+
+# --- windows -----------------------------------------------------------------------------------
+
+
+def _ceil(moment: datetime, step: timedelta) -> datetime:
+    floored = _floor(moment, step)
+    return floored if floored == moment else floored + step
+
+
+def _floor(moment: datetime, step: timedelta) -> datetime:
+    moment = moment.astimezone(UTC)
+    if step == DAY:
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class WindowParts:
+    raw: list[tuple[datetime, datetime]]
+    hourly: list[tuple[datetime, datetime]]
+    daily: list[tuple[datetime, datetime]]
+
+
+def split_window(start: datetime, end: datetime, *, use_daily: bool = True) -> WindowParts:
+    """Cut [start, end) into raw edges, whole hours and whole days (all half-open, UTC)."""
+    if start >= end:
+        return WindowParts([], [], [])
+    first_hour, last_hour = _ceil(start, HOUR), _floor(end, HOUR)
+    if first_hour >= last_hour:
+        return WindowParts([(start, end)], [], [])
+    raw = [r for r in ((start, first_hour), (last_hour, end)) if r[0] < r[1]]
+    first_day, last_day = _ceil(first_hour, DAY), _floor(last_hour, DAY)
+    if not use_daily or first_day >= last_day:
+        return WindowParts(raw, [(first_hour, last_hour)], [])
+    hourly = [r for r in ((first_hour, first_day), (last_day, last_hour)) if r[0] < r[1]]
+    return WindowParts(raw, hourly, [(first_day, last_day)])
+
+
+def _ranges_sql(column: str, ranges: list[tuple[datetime, datetime]]) -> tuple[str, list]:
+    if not ranges:
+        return "FALSE", []
+    sql = " OR ".join(f"({column} >= %s AND {column} < %s)" for _ in ranges)
+    return f"({sql})", [moment for pair in ranges for moment in pair]
+
+
+# --- the query ---------------------------------------------------------------------------------
+
+
+def _usage_rows(
+    meter: Meter,
+    start: datetime,
+    end: datetime,
+    *,
+    customer_ids: Iterable[str] | None,
+    by_customer: bool,
+    granularity: str | None,
+) -> list[tuple]:
+    """One statement (one snapshot) that combines buckets, pending events and raw edges.
+
+    Returns rows of (customer_id or NULL, period start or NULL, *bucket columns).
+    """
+    if granularity is not None and granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}")
+    if meter.rollups_ready:
+        parts = split_window(start, end, use_daily=granularity != "hour")
+    else:
+        parts = WindowParts([(start, end)], [], [])
+
+    customer_list = list(customer_ids) if customer_ids is not None else None
+
+    def group_exprs(customer_col: str, time_col: str) -> str:
+        customer = customer_col if by_customer else "NULL::text"
+        period = (
+            f"date_trunc('{granularity}', {time_col}, 'UTC')"
+            if granularity
+            else ("NULL::timestamptz")
+        )
+        return f"{customer} AS customer_id, {period} AS period"
+
+    def customer_clause(column: str) -> tuple[str, list]:
+        if customer_list is None:
+            return "TRUE", []
+        return f"{column} = ANY(%s)", [customer_list]
+
+    match_sql, match_params = matching_events_sql(meter)
+    valid_sql, value_sql, value_params = event_value_sql(meter)
+    selects: list[str] = []
+    params: list = []
+
+    def raw_part(time_condition: str, time_params: list, extra: str = "TRUE") -> None:
+        customers_sql, customers_params = customer_clause("e.customer_id")
+        selects.append(
+            f"""
+            SELECT customer_id, period, {raw_aggregate_columns(meter)}
+            FROM (
+                SELECT {group_exprs("e.customer_id", "e.timestamp")},
+                       e.id AS pk, e.timestamp AS ts, {valid_sql} AS valid, {value_sql} AS value
+                FROM {EVENTS_TABLE} e
+                WHERE {match_sql} AND {time_condition} AND {customers_sql} AND {extra}
+            ) matched
+            GROUP BY customer_id, period
+            """
+        )
+        params.extend([*value_params, *match_params, *time_params, *customers_params])
+
+    raw_sql, raw_params = _ranges_sql("e.timestamp", parts.raw)
+    if parts.raw:
+        raw_part(raw_sql, raw_params)
+    covered = parts.hourly + parts.daily
+    if covered:
+        covered_sql, covered_params = _ranges_sql("e.timestamp", covered)
+        raw_part(covered_sql, covered_params, extra=f"e.id IN ({PENDING_EVENT_IDS_SQL})")
+    for table, column, ranges in (
+        ("meters_hourlyusage", "hour", parts.hourly),
+        ("meters_dailyusage", "day", parts.daily),
+    ):
+        if not ranges:
+            continue
+        range_sql, range_params = _ranges_sql(f"b.{column}", ranges)
+        customers_sql, customers_params = customer_clause("b.customer_id")
+        selects.append(
+            f"""
+            SELECT {group_exprs("b.customer_id", f"b.{column}")}, {BUCKET_COLUMNS}
+            FROM {table} b
+            WHERE b.meter_id = %s AND {range_sql} AND {customers_sql}
+            """
+        )
+        params.extend([meter.id, *range_params, *customers_params])
+
+    if not selects:
+        return []
+    union = " UNION ALL ".join(f"({s})" for s in selects)
+    sql = f"""
+        SELECT customer_id, period, {merged_aggregate_columns(meter)}
+        FROM ({union}) parts
+        GROUP BY customer_id, period
+        ORDER BY customer_id, period
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _aggregate(row: tuple) -> Aggregate:
+    event_count, skipped_count, value_sum, value_max, last_value = row[2:7]
+    return Aggregate(
+        int(event_count or 0), int(skipped_count or 0), value_sum, value_max, last_value
+    )
+
+
+def meter_usage(meter: Meter, customer_id: str, start: datetime, end: datetime) -> Usage:
+    """Usage of one customer in [start, end)."""
+    rows = _usage_rows(
+        meter, start, end, customer_ids=[customer_id], by_customer=False, granularity=None
+    )
+    if not rows:
+        return Usage.zero()
+    return _aggregate(rows[0]).usage(meter.aggregation_type)
+
+
+def usage_by_customer(
+    meter: Meter, start: datetime, end: datetime, customer_ids: Iterable[str] | None = None
+) -> dict[str, Usage]:
+    """Usage per customer in [start, end); customers without matching events are absent."""
+    rows = _usage_rows(
+        meter, start, end, customer_ids=customer_ids, by_customer=True, granularity=None
+    )
+    return {row[0]: _aggregate(row).usage(meter.aggregation_type) for row in rows}
+
+
+def usage_series(
+    meter: Meter,
+    start: datetime,
+    end: datetime,
+    granularity: str,
+    customer_id: str | None = None,
+) -> list[tuple[datetime, Usage]]:
+    """Usage per hour/day/week/month (UTC) in [start, end); periods with no events are absent.
+
+    The first and last periods cover only the part of them inside the window.
+    """
+    rows = _usage_rows(
+        meter,
+        start,
+        end,
+        customer_ids=None if customer_id is None else [customer_id],
+        by_customer=False,
+        granularity=granularity,
+    )
+    return [(row[1], _aggregate(row).usage(meter.aggregation_type)) for row in rows]
