@@ -15,4 +15,5 @@ app.autodiscover_tasks()
 # Every task is idempotent and safe on several workers at once, so overlapping runs are harmless.
 app.conf.beat_schedule = {
     "roll-up-usage": {"task": "meters.roll_up", "schedule": 5.0, "options": {"expires": 30}},
+    "billing-cycle": {"task": "products.bill", "schedule": 60.0, "options": {"expires": 120}},
 }

@@ -26,6 +26,34 @@ api_patterns = [
         meters_api.MeterUnarchiveView.as_view(),
         name="meters-unarchive",
     ),
+    path("products", products_api.ProductListCreateView.as_view(), name="products"),
+    path(
+        "products/<str:product_id>",
+        products_api.ProductDetailView.as_view(),
+        name="products-detail",
+    ),
+    path(
+        "products/<str:product_id>/unarchive",
+        products_api.ProductUnarchiveView.as_view(),
+        name="products-unarchive",
+    ),
+    path("subscriptions", products_api.SubscriptionListCreateView.as_view(), name="subscriptions"),
+    path(
+        "subscriptions/<str:subscription_id>",
+        products_api.SubscriptionDetailView.as_view(),
+        name="subscriptions-detail",
+    ),
+    path(
+        "subscriptions/<str:subscription_id>/usage-history",
+        products_api.UsageHistoryView.as_view(),
+        name="subscriptions-usage-history",
+    ),
+    path("invoices", products_api.InvoiceListView.as_view(), name="invoices"),
+    path(
+        "invoices/<str:invoice_id>",
+        products_api.InvoiceDetailView.as_view(),
+        name="invoices-detail",
+    ),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

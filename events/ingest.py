@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
+import psycopg
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
@@ -266,22 +269,34 @@ def validate_batch(payload: object, *, now: datetime) -> list[EventRow]:
     return rows
 
 
+# Parameters are sent binary (`%b`, server-side binding): Django's own cursor binds client-side as
+# text, and quoting 5,000 array elements in Python cost as much as the insert itself (~11 ms of a
+# 1,000-event batch, against ~0.5 ms binary). The metadata is still parsed by jsonb from its text.
 _INSERT_SQL = """
 WITH inserted AS (
     INSERT INTO events_event (event_id, customer_id, event_name, timestamp, metadata, ingested_at)
-    SELECT event_id, customer_id, event_name, ts, metadata, %s
-    FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::jsonb[])
+    SELECT event_id, customer_id, event_name, ts, metadata, %b
+    FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[]::jsonb[])
         AS incoming(event_id, customer_id, event_name, ts, metadata)
     ORDER BY event_id
     ON CONFLICT (event_id) DO NOTHING
     RETURNING id
 ), batch AS (
     INSERT INTO events_ingestbatch (event_ids, created_at)
-    SELECT array_agg(id ORDER BY id), %s FROM inserted HAVING count(*) > 0
+    SELECT array_agg(id ORDER BY id), %b FROM inserted HAVING count(*) > 0
     RETURNING cardinality(event_ids) AS stored
 )
 SELECT coalesce((SELECT stored FROM batch), 0)
 """
+
+
+@contextmanager
+def _binary_cursor() -> Iterator[psycopg.Cursor]:
+    """A server-side-binding cursor on Django's connection (so inside its transaction), raising
+    `django.db` errors like Django's own cursor does."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        yield cursor
 
 
 def store_batch(rows: list[EventRow], *, now: datetime) -> int:
@@ -302,14 +317,45 @@ def store_batch(rows: list[EventRow], *, now: datetime) -> int:
     ]
     for attempt in range(DEADLOCK_RETRIES):
         try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(_INSERT_SQL, params)
-                return cursor.fetchone()[0]
+            with transaction.atomic():
+                _refuse_invoiced_periods(rows)
+                with _binary_cursor() as cursor:
+                    cursor.execute(_INSERT_SQL, params)
+                    return cursor.fetchone()[0]
         except OperationalError as exc:
             if not _is_retryable(exc) or attempt == DEADLOCK_RETRIES - 1:
                 raise
             time.sleep(0.01 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _refuse_invoiced_periods(rows: list[EventRow]) -> None:
+    """Refuse events that fall into a period already invoiced for their customer.
+
+    Runs inside the write transaction, holding the customers against a concurrent period close,
+    so an event is either refused here or counted by the invoice of its period, never lost.
+    """
+    from products.billing import hold_customers_for_ingest
+
+    windows = hold_customers_for_ingest(row.customer_id for row in rows)
+    if not windows:
+        return
+    errors = [
+        {
+            "index": index,
+            "field": f"events[{index}].timestamp",
+            "code": "PERIOD_ALREADY_INVOICED",
+            "message": f"The billing period containing {row.timestamp.isoformat()} is already "
+            f"invoiced for customer {row.customer_id!r}.",
+        }
+        for index, row in enumerate(rows)
+        if any(start <= row.timestamp < end for start, end in windows.get(row.customer_id, ()))
+    ]
+    if errors:
+        raise InvalidEvents(
+            f"{len(errors)} events fall into already invoiced periods; nothing was stored.",
+            errors=errors,
+        )
 
 
 def _is_retryable(exc: OperationalError) -> bool:

@@ -1,13 +1,25 @@
-"""Customers API (and, in later parts, products, subscriptions and invoices)."""
+"""Customers, products, subscriptions (with usage history) and invoices APIs."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, serializers
+from decimal import Decimal
 
-from billing_site.api.fields import parse_query_datetime
+from django.conf import settings
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing_site.api.fields import parse_query_bool, parse_query_datetime
+from billing_site.api.pagination import PageNumberPagination, page_params
 from billing_site.api.serializers import BusinessIdField, MetadataField
-from products.models import Customer
+from billing_site.errors import NotFound
+from products import services
+from products.history import usage_history
+from products.models import Customer, Invoice, Product, Subscription
 
 
 class CustomerSerializer(serializers.ModelSerializer):
@@ -78,3 +90,380 @@ class CustomerDetailView(generics.RetrieveUpdateAPIView):
     queryset = Customer.objects.all()
     lookup_field = "customer_id"
     http_method_names = ["get", "patch", "head", "options"]
+
+
+# --- products ------------------------------------------------------------------------------------
+
+
+def _decimal_text(value: Decimal | None) -> str | None:
+    """Decimals on the wire are strings ("0.1"), never floats."""
+    return None if value is None else format(value, "f")
+
+
+def product_price(product: Product) -> dict:
+    return {
+        "type": "usage_based_price",
+        "currency": product.currency,
+        "fixed_price": product.fixed_price_minor,
+        "payment_frequency_count": product.interval_count,
+        "payment_frequency_interval": product.interval_unit,
+        "subscription_period_count": product.subscription_period_count,
+        "subscription_period_interval": product.subscription_period_interval,
+        "tax_inclusive": product.tax_inclusive,
+        "discount": 0,
+        "purchasing_power_parity": False,
+        "meters": [
+            {
+                "meter_id": pm.meter_id,
+                "name": pm.meter.name,
+                "description": pm.meter.description,
+                "measurement_unit": pm.meter.measurement_unit,
+                "price_per_unit": _decimal_text(pm.price_per_unit),
+                "free_threshold": pm.free_threshold,
+                "credit_entitlement_id": None,
+                "meter_units_per_credit": None,
+            }
+            for pm in product.product_meters.all()
+        ],
+    }
+
+
+def product_data(product: Product) -> dict:
+    return {
+        "product_id": product.product_id,
+        "business_id": settings.BUSINESS_ID,
+        "brand_id": settings.BUSINESS_ID,
+        "name": product.name,
+        "description": product.description,
+        "tax_category": product.tax_category,
+        "is_recurring": True,
+        "license_key_enabled": False,
+        "metadata": product.metadata,
+        "price": product_price(product),
+        "credit_entitlements": [],
+        "entitlements": [],
+        "archived": product.archived_at is not None,
+        "created_at": _timestamp(product.created_at),
+        "updated_at": _timestamp(product.updated_at),
+    }
+
+
+def product_list_item(product: Product) -> dict:
+    data = product_data(product)
+    price = data.pop("price")
+    data.update(currency=product.currency, price=product.fixed_price_minor, price_detail=price)
+    return data
+
+
+def _timestamp(moment) -> str:
+    return serializers.DateTimeField().to_representation(moment)
+
+
+class ProductInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=255)
+    description = serializers.CharField(
+        max_length=5000, required=False, allow_null=True, allow_blank=True
+    )
+    tax_category = serializers.ChoiceField(
+        choices=["digital_products", "saas", "e_book", "edtech", "live_tutoring"]
+    )
+    price = serializers.JSONField()
+    metadata = MetadataField(required=False)
+
+
+def _products():
+    return Product.objects.prefetch_related("product_meters__meter")
+
+
+class ProductListCreateView(APIView):
+    @extend_schema(parameters=[OpenApiParameter("archived", bool)])
+    def get(self, request):
+        archived = parse_query_bool(request.query_params, "archived")
+        products = _products()
+        products = products.filter(archived_at__isnull=False) if archived else products.active()
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(products, request)
+        return paginator.get_paginated_response([product_list_item(p) for p in page])
+
+    @extend_schema(request=ProductInputSerializer)
+    def post(self, request):
+        data = ProductInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        product = services.create_product(**data.validated_data, now=timezone.now())
+        return Response(product_data(_products().get(pk=product.pk)))
+
+
+class ProductDetailView(APIView):
+    def get(self, request, product_id: str):
+        return Response(product_data(get_object_or_404(_products(), pk=product_id)))
+
+    @extend_schema(request=ProductInputSerializer)
+    def patch(self, request, product_id: str):
+        product = get_object_or_404(Product, pk=product_id)
+        data = ProductInputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        product = services.update_product(product, now=timezone.now(), **data.validated_data)
+        return Response(product_data(_products().get(pk=product.pk)))
+
+    @extend_schema(responses={204: None}, summary="Archive a product")
+    def delete(self, request, product_id: str):
+        product = get_object_or_404(Product, pk=product_id)
+        services.set_product_archived(product, archived=True, now=timezone.now())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProductUnarchiveView(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request, product_id: str):
+        product = get_object_or_404(Product, pk=product_id)
+        services.set_product_archived(product, archived=False, now=timezone.now())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- subscriptions -------------------------------------------------------------------------------
+
+
+def _customer_details(customer: Customer) -> dict:
+    return {
+        "customer_id": customer.customer_id,
+        "email": customer.email,
+        "name": customer.name,
+        "metadata": customer.metadata,
+        "phone_number": customer.phone_number,
+    }
+
+
+def subscription_data(subscription: Subscription) -> dict:
+    product = subscription.product
+    return {
+        "subscription_id": subscription.subscription_id,
+        "business_id": settings.BUSINESS_ID,
+        "brand_id": settings.BUSINESS_ID,
+        "customer": _customer_details(subscription.customer),
+        "product_id": product.product_id,
+        "status": subscription.status,
+        "quantity": subscription.quantity,
+        "currency": product.currency,
+        "recurring_pre_tax_amount": product.fixed_price_minor,
+        "payment_frequency_count": subscription.interval_count,
+        "payment_frequency_interval": subscription.interval_unit,
+        "subscription_period_count": product.subscription_period_count,
+        "subscription_period_interval": product.subscription_period_interval,
+        "previous_billing_date": _timestamp(subscription.current_period_start),
+        "next_billing_date": _timestamp(subscription.current_period_end),
+        "cancel_at_next_billing_date": subscription.cancel_at_next_billing_date,
+        "cancelled_at": subscription.cancelled_at and _timestamp(subscription.cancelled_at),
+        "created_at": _timestamp(subscription.created_at),
+        "billing": subscription.billing,
+        "metadata": subscription.metadata,
+        "meters": [
+            {
+                "meter_id": pm.meter_id,
+                "name": pm.meter.name,
+                "description": pm.meter.description,
+                "measurement_unit": pm.meter.measurement_unit,
+                "currency": product.currency,
+                "free_threshold": pm.free_threshold,
+                "price_per_unit": _decimal_text(pm.price_per_unit),
+            }
+            for pm in product.product_meters.all()
+        ],
+        "credit_entitlement_cart": [],
+        "meter_credit_entitlement_cart": [],
+        "addons": [],
+        "on_demand": False,
+        "has_payment_method": False,
+        "tax_inclusive": bool(product.tax_inclusive),
+        "trial_period_days": 0,
+    }
+
+
+def _subscriptions():
+    return Subscription.objects.select_related("customer", "product").prefetch_related(
+        "product__product_meters__meter"
+    )
+
+
+class SubscriptionInputSerializer(serializers.Serializer):
+    customer = serializers.JSONField()
+    product_id = serializers.CharField(max_length=64)
+    quantity = serializers.IntegerField()
+    billing = serializers.JSONField(required=False)
+    metadata = MetadataField(required=False)
+
+
+class SubscriptionListCreateView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("customer_id", str),
+            OpenApiParameter("product_id", str),
+            OpenApiParameter("status", str),
+        ]
+    )
+    def get(self, request):
+        params = request.query_params
+        subscriptions = _subscriptions()
+        for field in ("customer_id", "product_id", "status"):
+            if params.get(field):
+                subscriptions = subscriptions.filter(**{field: params[field]})
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(subscriptions, request)
+        return paginator.get_paginated_response([subscription_data(s) for s in page])
+
+    @extend_schema(request=SubscriptionInputSerializer)
+    def post(self, request):
+        data = SubscriptionInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        product = Product.objects.filter(pk=values["product_id"]).first()
+        if product is None:
+            raise NotFound(f"No product {values['product_id']}.")
+        with transaction.atomic():
+            subscription = services.create_subscription(
+                customer=services.resolve_customer(values["customer"]),
+                product=product,
+                quantity=values["quantity"],
+                billing=values.get("billing"),
+                metadata=values.get("metadata"),
+                now=timezone.now(),
+            )
+        return Response(
+            {
+                "subscription_id": subscription.subscription_id,
+                "payment_id": None,
+                "customer": _customer_details(subscription.customer),
+                "metadata": subscription.metadata,
+                "recurring_pre_tax_amount": product.fixed_price_minor,
+                "addons": [],
+                "payment_method_required": False,
+            }
+        )
+
+
+class SubscriptionUpdateSerializer(serializers.Serializer):
+    cancel_at_next_billing_date = serializers.BooleanField(required=False, allow_null=True)
+    status = serializers.CharField(required=False, allow_null=True)
+    metadata = MetadataField(required=False, allow_null=True)
+
+
+class SubscriptionDetailView(APIView):
+    def get(self, request, subscription_id: str):
+        return Response(subscription_data(get_object_or_404(_subscriptions(), pk=subscription_id)))
+
+    @extend_schema(request=SubscriptionUpdateSerializer)
+    def patch(self, request, subscription_id: str):
+        subscription = get_object_or_404(Subscription, pk=subscription_id)
+        data = SubscriptionUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.update_subscription(subscription, **data.validated_data)
+        return Response(subscription_data(_subscriptions().get(pk=subscription_id)))
+
+
+class UsageHistoryView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("start_date", str, description="Inclusive, ISO 8601."),
+            OpenApiParameter("end_date", str, description="Inclusive, ISO 8601."),
+            OpenApiParameter("meter_id", str),
+        ]
+    )
+    def get(self, request, subscription_id: str):
+        subscription = get_object_or_404(_subscriptions(), pk=subscription_id)
+        params = request.query_params
+        page_number, page_size = page_params(params)
+        periods = usage_history(
+            subscription,
+            start=parse_query_datetime(params, "start_date"),
+            end=parse_query_datetime(params, "end_date"),
+            meter_id=params.get("meter_id") or None,
+            offset=page_number * page_size,
+            limit=page_size,
+        )
+        currency = subscription.product.currency
+        return Response(
+            {
+                "items": [
+                    {
+                        "start_date": _timestamp(period.start),
+                        "end_date": _timestamp(period.end),
+                        "invoice_id": period.invoice_id,
+                        "meters": [
+                            {
+                                "id": entry.meter_id,
+                                "name": entry.name,
+                                "measurement_unit": entry.measurement_unit,
+                                "consumed_units": _decimal_text(entry.consumed_units),
+                                "chargeable_units": _decimal_text(entry.chargeable_units),
+                                "free_threshold": entry.free_threshold,
+                                "price_per_unit": _decimal_text(entry.price_per_unit),
+                                "currency": currency,
+                                "total_price": entry.total_price,
+                            }
+                            for entry in period.meters
+                        ],
+                    }
+                    for period in periods
+                ]
+            }
+        )
+
+
+# --- invoices ------------------------------------------------------------------------------------
+
+
+def invoice_data(invoice: Invoice) -> dict:
+    return {
+        "invoice_id": invoice.invoice_id,
+        "business_id": settings.BUSINESS_ID,
+        "subscription_id": invoice.subscription_id,
+        "customer_id": invoice.customer_id,
+        "period_start": _timestamp(invoice.period_start),
+        "period_end": _timestamp(invoice.period_end),
+        "status": invoice.status,
+        "currency": invoice.currency,
+        "total": invoice.total_minor,
+        "created_at": _timestamp(invoice.created_at),
+        "lines": [
+            {
+                "kind": line.kind,
+                "meter_id": line.meter_id,
+                "description": line.description,
+                "consumed_units": _decimal_text(line.consumed_units),
+                "free_threshold": line.free_threshold,
+                "free_units": _decimal_text(line.free_units),
+                "chargeable_units": _decimal_text(line.chargeable_units),
+                "unit_price": _decimal_text(line.unit_price),
+                "credits_applied": _decimal_text(line.credits_applied),
+                "amount": line.amount_minor,
+            }
+            for line in invoice.lines.all()
+        ],
+    }
+
+
+def _invoices():
+    return Invoice.objects.prefetch_related("lines")
+
+
+class InvoiceListView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("customer_id", str),
+            OpenApiParameter("subscription_id", str),
+            OpenApiParameter("status", str),
+        ]
+    )
+    def get(self, request):
+        params = request.query_params
+        invoices = _invoices()
+        for field in ("customer_id", "subscription_id", "status"):
+            if params.get(field):
+                invoices = invoices.filter(**{field: params[field]})
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(invoices, request)
+        return paginator.get_paginated_response([invoice_data(i) for i in page])
+
+
+class InvoiceDetailView(APIView):
+    def get(self, request, invoice_id: str):
+        return Response(invoice_data(get_object_or_404(_invoices(), pk=invoice_id)))

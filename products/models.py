@@ -5,7 +5,14 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from billing_site.ids import new_customer_id
+from billing_site.fields import NumericField
+from billing_site.ids import (
+    new_customer_id,
+    new_invoice_id,
+    new_product_id,
+    new_subscription_id,
+)
+from products.periods import INTERVAL_UNITS, BillingInterval, Period, period_start
 
 
 class Customer(models.Model):
@@ -23,3 +30,185 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"
+
+
+class ProductQuerySet(models.QuerySet):
+    def active(self) -> ProductQuerySet:
+        return self.filter(archived_at__isnull=True)
+
+
+class Product(models.Model):
+    """A usage-based price: a fixed fee per cycle plus metered charges."""
+
+    product_id = models.CharField(
+        primary_key=True, max_length=64, default=new_product_id, editable=False
+    )
+    name = models.CharField(max_length=255)
+    description = models.TextField(null=True, blank=True)
+    tax_category = models.CharField(max_length=32, default="saas")
+    currency = models.CharField(max_length=3)
+    fixed_price_minor = models.BigIntegerField(default=0, help_text="Per cycle, in minor units.")
+    interval_unit = models.CharField(max_length=5, choices=[(u, u) for u in INTERVAL_UNITS])
+    interval_count = models.PositiveIntegerField(default=1)
+    subscription_period_count = models.PositiveIntegerField(default=20)
+    subscription_period_interval = models.CharField(
+        max_length=5, choices=[(u, u) for u in INTERVAL_UNITS], default="Year"
+    )
+    tax_inclusive = models.BooleanField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = ProductQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "product_id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def interval(self) -> BillingInterval:
+        return BillingInterval(self.interval_unit, self.interval_count)
+
+
+class ProductMeter(models.Model):
+    """A meter attached to a product: priced per unit after a free threshold, or in credits."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="product_meters")
+    meter = models.ForeignKey("meters.Meter", on_delete=models.PROTECT, related_name="+")
+    position = models.PositiveSmallIntegerField(default=0)
+    price_per_unit = NumericField(
+        null=True, blank=True, help_text="In the currency's minor unit: 0.1 is a tenth of a cent."
+    )
+    free_threshold = models.BigIntegerField(default=0, help_text="Units free each cycle.")
+
+    class Meta:
+        ordering = ["product", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["product", "meter"], name="product_meter_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} / {self.meter_id}"
+
+
+class SubscriptionStatus(models.TextChoices):
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+
+
+class Subscription(models.Model):
+    """A customer's subscription; billing periods are counted from `anchor`.
+
+    `period_index` is the current (open) period. Everything before its start is invoiced, which is
+    also the line past which late events are refused for this customer.
+    """
+
+    subscription_id = models.CharField(
+        primary_key=True, max_length=64, default=new_subscription_id, editable=False
+    )
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="subscriptions")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="subscriptions")
+    quantity = models.PositiveIntegerField(default=1)
+    status = models.CharField(
+        max_length=16, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE
+    )
+    anchor = models.DateTimeField(help_text="Start of the first billing period.")
+    interval_unit = models.CharField(max_length=5, choices=[(u, u) for u in INTERVAL_UNITS])
+    interval_count = models.PositiveIntegerField(default=1)
+    period_index = models.PositiveIntegerField(default=0)
+    current_period_start = models.DateTimeField()
+    current_period_end = models.DateTimeField(db_index=True)
+    cancel_at_next_billing_date = models.BooleanField(default=False)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    billing = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "subscription_id"]
+        indexes = [models.Index(fields=["customer", "status"], name="subscription_customer")]
+
+    def __str__(self) -> str:
+        return self.subscription_id
+
+    @property
+    def interval(self) -> BillingInterval:
+        return BillingInterval(self.interval_unit, self.interval_count)
+
+    def period(self, index: int) -> Period:
+        start = period_start(self.anchor, self.interval, index)
+        return Period(index, start, period_start(self.anchor, self.interval, index + 1))
+
+
+class InvoiceStatus(models.TextChoices):
+    ISSUED = "issued"
+    PAID = "paid"
+    VOID = "void"
+
+
+class Invoice(models.Model):
+    """One per subscription and billing period, written whole in one transaction."""
+
+    invoice_id = models.CharField(
+        primary_key=True, max_length=64, default=new_invoice_id, editable=False
+    )
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.PROTECT, related_name="invoices"
+    )
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="invoices")
+    period_index = models.PositiveIntegerField()
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    status = models.CharField(
+        max_length=8, choices=InvoiceStatus.choices, default=InvoiceStatus.ISSUED
+    )
+    currency = models.CharField(max_length=3)
+    total_minor = models.BigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-period_start", "invoice_id"]
+        constraints = [
+            # The database itself refuses a second invoice for the same period.
+            models.UniqueConstraint(
+                fields=["subscription", "period_index"], name="invoice_once_per_period"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.invoice_id
+
+
+class LineKind(models.TextChoices):
+    FIXED_FEE = "fixed_fee"
+    USAGE = "usage"
+    CREDIT_OVERAGE = "credit_overage"
+
+
+class InvoiceLine(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=16, choices=LineKind.choices)
+    meter = models.ForeignKey(
+        "meters.Meter", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    description = models.CharField(max_length=500)
+    consumed_units = NumericField(null=True, blank=True)
+    free_units = NumericField(null=True, blank=True, help_text="Consumed units that were free.")
+    free_threshold = models.BigIntegerField(null=True, blank=True)
+    chargeable_units = NumericField(null=True, blank=True)
+    unit_price = NumericField(null=True, blank=True, help_text="Minor units per unit.")
+    credits_applied = NumericField(null=True, blank=True)
+    amount_minor = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["invoice", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "position"], name="invoice_line_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id} #{self.position}"

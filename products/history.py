@@ -1,0 +1,117 @@
+"""Usage history of a subscription: one entry per billing period, newest first.
+
+Invoiced periods are read from their invoice lines, so history stays as billed even if a meter or
+price changes later; the open period is computed live with the same charge rule the invoice will
+use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from meters.usage import meter_usage
+from products.billing import usage_line
+from products.models import InvoiceLine, LineKind, Subscription, SubscriptionStatus
+from products.periods import Period
+
+
+@dataclass(frozen=True)
+class MeterUsageEntry:
+    meter_id: str
+    name: str
+    measurement_unit: str
+    consumed_units: Decimal
+    free_threshold: int
+    chargeable_units: Decimal
+    price_per_unit: Decimal
+    total_price: int
+
+
+@dataclass(frozen=True)
+class UsagePeriod:
+    start: datetime
+    end: datetime
+    invoice_id: str | None
+    meters: list[MeterUsageEntry]
+
+
+def _overlaps(period: Period, start: datetime | None, end: datetime | None) -> bool:
+    return (start is None or period.end > start) and (end is None or period.start <= end)
+
+
+def usage_history(
+    subscription: Subscription,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    meter_id: str | None = None,
+    offset: int = 0,
+    limit: int | None = None,
+) -> list[UsagePeriod]:
+    last_index = subscription.period_index
+    if subscription.status != SubscriptionStatus.ACTIVE:
+        last_index -= 1  # a cancelled subscription has no open period
+    periods = [
+        period
+        for period in (subscription.period(i) for i in range(last_index, -1, -1))
+        if _overlaps(period, start, end)
+    ]
+    periods = periods[offset : None if limit is None else offset + limit]
+    invoices = {
+        invoice.period_index: invoice
+        for invoice in subscription.invoices.filter(
+            period_index__in=[p.index for p in periods]
+        ).prefetch_related("lines__meter")
+    }
+    history = []
+    for period in periods:
+        invoice = invoices.get(period.index)
+        if invoice is not None:
+            entries = [
+                _entry_from_line(line)
+                for line in invoice.lines.all()
+                if line.kind == LineKind.USAGE
+            ]
+        else:
+            entries = _live_entries(subscription, period)
+        if meter_id is not None:
+            entries = [e for e in entries if e.meter_id == meter_id]
+        history.append(
+            UsagePeriod(period.start, period.end, invoice and invoice.invoice_id, entries)
+        )
+    return history
+
+
+def _entry_from_line(line: InvoiceLine) -> MeterUsageEntry:
+    return MeterUsageEntry(
+        meter_id=line.meter_id,
+        name=line.meter.name,
+        measurement_unit=line.meter.measurement_unit,
+        consumed_units=line.consumed_units,
+        free_threshold=line.free_threshold or 0,
+        chargeable_units=line.chargeable_units,
+        price_per_unit=line.unit_price,
+        total_price=line.amount_minor,
+    )
+
+
+def _live_entries(subscription: Subscription, period: Period) -> list[MeterUsageEntry]:
+    entries = []
+    for product_meter in subscription.product.product_meters.select_related("meter"):
+        usage = meter_usage(product_meter.meter, subscription.customer_id, period.start, period.end)
+        line = usage_line(product_meter, usage)
+        entries.append(
+            MeterUsageEntry(
+                meter_id=product_meter.meter_id,
+                name=product_meter.meter.name,
+                measurement_unit=product_meter.meter.measurement_unit,
+                consumed_units=line.consumed_units,
+                free_threshold=product_meter.free_threshold,
+                chargeable_units=line.chargeable_units,
+                price_per_unit=line.unit_price,
+                total_price=line.amount_minor,
+            )
+        )
+    return entries

@@ -1,0 +1,305 @@
+"""The only ways to change products and subscriptions.
+
+Rules checked here, whatever the caller (API, admin, seed): a usage-based price with a known
+currency, at most 10 distinct active meters each priced per unit, subscriptions of quantity 1.
+Price changes apply from the next period close on; the billing interval of a subscription is
+fixed when it starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from django.db import transaction
+
+from billing_site.errors import DomainError, InvalidInput, NotFound
+from meters.models import Meter
+from products.models import Customer, Product, ProductMeter, Subscription
+from products.money import CURRENCIES
+from products.periods import INTERVAL_UNITS, BillingInterval, period_start
+
+MAX_METERS_PER_PRODUCT = 10
+MAX_PRICE_INTEGER_DIGITS = 5
+MAX_PRICE_FRACTION_DIGITS = 12
+
+
+class UnsupportedAction(DomainError):
+    status = 422
+    code = "UNSUPPORTED_ACTION"
+
+
+@dataclass(frozen=True)
+class MeterPrice:
+    meter_id: str
+    price_per_unit: Decimal | None
+    free_threshold: int
+
+
+def _fail(field: str, message: str, code: str = "INVALID_REQUEST_BODY") -> InvalidInput:
+    return InvalidInput(
+        f"{field}: {message}", errors=[{"field": field, "message": message}], code=code
+    )
+
+
+def parse_price_per_unit(raw: object, field: str) -> Decimal:
+    """A positive decimal in minor units, sent as a string ("0.1") or a number."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
+        raise _fail(field, 'Must be a decimal string such as "0.5".')
+    try:
+        price = Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise _fail(field, f"{raw!r} is not a decimal number.") from None
+    if not price.is_finite() or price <= 0:
+        raise _fail(field, "Must be greater than 0.")
+    sign, digits, exponent = price.normalize().as_tuple()
+    fraction_digits = max(-exponent, 0)
+    integer_digits = max(len(digits) + exponent, 0)
+    if integer_digits > MAX_PRICE_INTEGER_DIGITS or fraction_digits > MAX_PRICE_FRACTION_DIGITS:
+        raise _fail(field, "At most 5 integer and 12 fraction digits.")
+    return price
+
+
+def validate_meter_prices(entries: object) -> list[MeterPrice]:
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise _fail("price.meters", "Must be a list.")
+    if len(entries) > MAX_METERS_PER_PRODUCT:
+        raise _fail("price.meters", f"At most {MAX_METERS_PER_PRODUCT} meters per product.")
+    prices, seen = [], set()
+    for index, entry in enumerate(entries):
+        field = f"price.meters[{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("meter_id"), str):
+            raise _fail(f"{field}.meter_id", "Is required.")
+        meter_id = entry["meter_id"]
+        if meter_id in seen:
+            raise _fail(
+                f"{field}.meter_id",
+                f"{meter_id} is listed twice.",
+                "DUPLICATE_METER_IDS_IN_REQUEST",
+            )
+        seen.add(meter_id)
+        if entry.get("credit_entitlement_id") is not None:
+            raise _fail(
+                f"{field}.credit_entitlement_id", "Billing meters in credits is not available yet."
+            )
+        if entry.get("price_per_unit") is None:
+            raise _fail(f"{field}.price_per_unit", "Is required for a meter billed in money.")
+        price = parse_price_per_unit(entry["price_per_unit"], f"{field}.price_per_unit")
+        free = entry.get("free_threshold") or 0
+        if isinstance(free, bool) or not isinstance(free, int) or free < 0:
+            raise _fail(f"{field}.free_threshold", "Must be a whole number of units, 0 or more.")
+        prices.append(MeterPrice(meter_id, price, free))
+    meters = {m.id: m for m in Meter.objects.filter(id__in=seen)}
+    for index, price in enumerate(prices):
+        meter = meters.get(price.meter_id)
+        field = f"price.meters[{index}].meter_id"
+        if meter is None:
+            raise _fail(field, f"No meter {price.meter_id}.", "MISSING_METER_IDS")
+        if meter.is_archived:
+            raise _fail(
+                field,
+                f"Meter {price.meter_id} is archived; unarchive it first.",
+                "METER_IS_DELETED",
+            )
+    return prices
+
+
+@dataclass(frozen=True)
+class PriceSpec:
+    currency: str
+    fixed_price_minor: int
+    interval: BillingInterval
+    subscription_period_count: int
+    subscription_period_interval: str
+    tax_inclusive: bool | None
+    meters: list[MeterPrice]
+
+
+def validate_price(price: object) -> PriceSpec:
+    if not isinstance(price, dict):
+        raise _fail("price", "Must be an object.")
+    if price.get("type") != "usage_based_price":
+        raise _fail("price.type", "Only usage_based_price is supported.")
+    currency = price.get("currency")
+    if currency not in CURRENCIES:
+        raise _fail("price.currency", "Must be an ISO 4217 currency code such as USD.")
+    fixed = price.get("fixed_price", 0)
+    if isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < 0:
+        raise _fail("price.fixed_price", "Must be a whole amount in minor units, 0 or more.")
+    unit = price.get("payment_frequency_interval")
+    if unit not in INTERVAL_UNITS:
+        raise _fail(
+            "price.payment_frequency_interval", f"Must be one of {', '.join(INTERVAL_UNITS)}."
+        )
+    count = price.get("payment_frequency_count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
+        raise _fail("price.payment_frequency_count", "Must be a whole number from 1 to 1000.")
+    period_count = price.get("subscription_period_count", 20)
+    period_interval = price.get("subscription_period_interval", "Year")
+    if isinstance(period_count, bool) or not isinstance(period_count, int) or period_count < 1:
+        raise _fail("price.subscription_period_count", "Must be a whole number, 1 or more.")
+    if period_interval not in INTERVAL_UNITS:
+        raise _fail(
+            "price.subscription_period_interval", f"Must be one of {', '.join(INTERVAL_UNITS)}."
+        )
+    tax_inclusive = price.get("tax_inclusive")
+    return PriceSpec(
+        currency=currency,
+        fixed_price_minor=fixed,
+        interval=BillingInterval(unit, count),
+        subscription_period_count=period_count,
+        subscription_period_interval=period_interval,
+        tax_inclusive=tax_inclusive if isinstance(tax_inclusive, bool) else None,
+        meters=validate_meter_prices(price.get("meters")),
+    )
+
+
+def _apply_price(product: Product, spec: PriceSpec) -> None:
+    product.currency = spec.currency
+    product.fixed_price_minor = spec.fixed_price_minor
+    product.interval_unit = spec.interval.unit
+    product.interval_count = spec.interval.count
+    product.subscription_period_count = spec.subscription_period_count
+    product.subscription_period_interval = spec.subscription_period_interval
+    product.tax_inclusive = spec.tax_inclusive
+
+
+def _replace_meters(product: Product, meters: list[MeterPrice]) -> None:
+    product.product_meters.all().delete()
+    ProductMeter.objects.bulk_create(
+        ProductMeter(
+            product=product,
+            meter_id=price.meter_id,
+            position=position,
+            price_per_unit=price.price_per_unit,
+            free_threshold=price.free_threshold,
+        )
+        for position, price in enumerate(meters)
+    )
+
+
+def create_product(
+    *,
+    name: str,
+    price: object,
+    now: datetime,
+    description: str | None = None,
+    tax_category: str = "saas",
+    metadata: dict | None = None,
+) -> Product:
+    spec = validate_price(price)
+    with transaction.atomic():
+        product = Product(
+            name=name,
+            description=description,
+            tax_category=tax_category,
+            metadata=metadata or {},
+            created_at=now,
+            updated_at=now,
+        )
+        _apply_price(product, spec)
+        product.save()
+        _replace_meters(product, spec.meters)
+    return product
+
+
+def update_product(product: Product, *, now: datetime, price: object = None, **fields) -> Product:
+    """Change fields and, when `price` is given, the whole price including its meters."""
+    spec = validate_price(price) if price is not None else None
+    with transaction.atomic():
+        product = Product.objects.select_for_update().get(pk=product.pk)
+        for field, value in fields.items():
+            setattr(product, field, value)
+        if spec is not None:
+            _apply_price(product, spec)
+        product.updated_at = now
+        product.save()
+        if spec is not None:
+            _replace_meters(product, spec.meters)
+    return product
+
+
+def set_product_archived(product: Product, *, archived: bool, now: datetime) -> None:
+    product.archived_at = now if archived else None
+    product.save(update_fields=["archived_at"])
+
+
+# --- subscriptions --------------------------------------------------------------------------------
+
+
+def resolve_customer(data: object) -> Customer:
+    """`{customer_id}` attaches an existing customer; `{email, name}` finds or creates one."""
+    if not isinstance(data, dict):
+        raise _fail("customer", "Must be {customer_id} or {email, name}.")
+    if data.get("customer_id"):
+        customer = Customer.objects.filter(customer_id=data["customer_id"]).first()
+        if customer is None:
+            raise NotFound(f"No customer {data['customer_id']}.")
+        return customer
+    email = data.get("email")
+    if not isinstance(email, str) or "@" not in email:
+        raise _fail("customer.email", "Is required when no customer_id is given.")
+    customer = Customer.objects.filter(email__iexact=email).order_by("created_at").first()
+    if customer is None:
+        customer = Customer.objects.create(
+            email=email,
+            name=data.get("name") or email.split("@")[0],
+            phone_number=data.get("phone_number"),
+        )
+    return customer
+
+
+def create_subscription(
+    *,
+    customer: Customer,
+    product: Product,
+    now: datetime,
+    quantity: int = 1,
+    billing: dict | None = None,
+    metadata: dict | None = None,
+) -> Subscription:
+    """Start a subscription now; its first period is [now, now + interval)."""
+    if quantity != 1:
+        raise _fail(
+            "quantity", "Only 1 quantity allowed in usage based price products.", "INVALID_QUANTITY"
+        )
+    if product.archived_at is not None:
+        raise _fail("product_id", "The product is archived.")
+    interval = product.interval
+    return Subscription.objects.create(
+        customer=customer,
+        product=product,
+        quantity=quantity,
+        anchor=now,
+        interval_unit=interval.unit,
+        interval_count=interval.count,
+        period_index=0,
+        current_period_start=now,
+        current_period_end=period_start(now, interval, 1),
+        billing=billing or {},
+        metadata=metadata or {},
+        created_at=now,
+    )
+
+
+def update_subscription(
+    subscription: Subscription,
+    *,
+    cancel_at_next_billing_date: bool | None = None,
+    metadata: dict | None = None,
+    status: str | None = None,
+) -> Subscription:
+    if status is not None and status != subscription.status:
+        raise UnsupportedAction(
+            "Changing status directly is not supported; set cancel_at_next_billing_date to end "
+            "the subscription when its current period is invoiced."
+        )
+    if cancel_at_next_billing_date is not None:
+        subscription.cancel_at_next_billing_date = cancel_at_next_billing_date
+    if metadata is not None:
+        subscription.metadata = metadata
+    subscription.save(update_fields=["cancel_at_next_billing_date", "metadata"])
+    return subscription
