@@ -112,7 +112,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["billing_site.api.permissions.HasApiKey"],
     "DEFAULT_PAGINATION_CLASS": "billing_site.api.pagination.PageNumberPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["billing_site.api.renderers.ExactJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["billing_site.api.parsers.ExactJSONParser"],
     "EXCEPTION_HANDLER": "billing_site.api.exceptions.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -6,6 +6,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
+from billing_site.jsonutil import ExactJSONDecoder, ExactJSONEncoder
+
 
 class Event(models.Model):
     # The surrogate key records ingestion order, which breaks ties for the `last` aggregation.
@@ -14,7 +16,9 @@ class Event(models.Model):
     customer_id = models.CharField(max_length=255)
     event_name = models.CharField(max_length=255)
     timestamp = models.DateTimeField()
-    metadata = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(
+        default=dict, blank=True, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder
+    )
     ingested_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -17,6 +17,7 @@ from billing_site.api.fields import parse_query_bool, parse_query_datetime
 from billing_site.api.pagination import PageNumberPagination, page_params
 from billing_site.api.serializers import BusinessIdField, MetadataField
 from billing_site.errors import NotFound
+from billing_site.jsonutil import ExactJSONEncoder
 from products import services
 from products.history import usage_history
 from products.models import Customer, Invoice, Product, Subscription
@@ -167,7 +168,7 @@ class ProductInputSerializer(serializers.Serializer):
     tax_category = serializers.ChoiceField(
         choices=["digital_products", "saas", "e_book", "edtech", "live_tutoring"]
     )
-    price = serializers.JSONField()
+    price = serializers.JSONField(encoder=ExactJSONEncoder)
     metadata = MetadataField(required=False)
 
 
@@ -285,10 +286,10 @@ def _subscriptions():
 
 
 class SubscriptionInputSerializer(serializers.Serializer):
-    customer = serializers.JSONField()
+    customer = serializers.JSONField(encoder=ExactJSONEncoder)
     product_id = serializers.CharField(max_length=64)
     quantity = serializers.IntegerField()
-    billing = serializers.JSONField(required=False)
+    billing = serializers.JSONField(required=False, encoder=ExactJSONEncoder)
     metadata = MetadataField(required=False)
 
 

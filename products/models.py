@@ -12,6 +12,7 @@ from billing_site.ids import (
     new_product_id,
     new_subscription_id,
 )
+from billing_site.jsonutil import ExactJSONDecoder, ExactJSONEncoder
 from products.periods import INTERVAL_UNITS, BillingInterval, Period, period_start
 
 
@@ -22,7 +23,9 @@ class Customer(models.Model):
     email = models.CharField(max_length=254, db_index=True)
     name = models.CharField(max_length=255)
     phone_number = models.CharField(max_length=32, null=True, blank=True)
-    metadata = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(
+        default=dict, blank=True, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
 
     class Meta:
@@ -55,7 +58,9 @@ class Product(models.Model):
         max_length=5, choices=[(u, u) for u in INTERVAL_UNITS], default="Year"
     )
     tax_inclusive = models.BooleanField(null=True, blank=True)
-    metadata = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(
+        default=dict, blank=True, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder
+    )
     archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -123,8 +128,12 @@ class Subscription(models.Model):
     current_period_end = models.DateTimeField(db_index=True)
     cancel_at_next_billing_date = models.BooleanField(default=False)
     cancelled_at = models.DateTimeField(null=True, blank=True)
-    billing = models.JSONField(default=dict, blank=True)
-    metadata = models.JSONField(default=dict, blank=True)
+    billing = models.JSONField(
+        default=dict, blank=True, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder
+    )
+    metadata = models.JSONField(
+        default=dict, blank=True, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from rest_framework import serializers
 
@@ -30,7 +32,7 @@ class MetadataField(serializers.DictField):
         for key, item in value.items():
             if not key or len(key) > 100:
                 raise serializers.ValidationError("Keys must be 1 to 100 characters.")
-            if not isinstance(item, str | int | float | bool) or (
+            if not isinstance(item, str | int | float | Decimal | bool) or (
                 isinstance(item, str) and len(item) > 500
             ):
                 raise serializers.ValidationError(
