@@ -113,7 +113,7 @@ def _reset() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE events_event, events_ingestbatch, meters_hourlyusage, meters_dailyusage,"
-            " meters_meter"
+            " meters_meter CASCADE"
         )
 
 
