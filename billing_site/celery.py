@@ -16,4 +16,5 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     "roll-up-usage": {"task": "meters.roll_up", "schedule": 5.0, "options": {"expires": 30}},
     "billing-cycle": {"task": "products.bill", "schedule": 60.0, "options": {"expires": 120}},
+    "deduct-credits": {"task": "credits.deduct", "schedule": 60.0, "options": {"expires": 120}},
 }

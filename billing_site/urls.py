@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from billing_site.api import views as api_views
+from credits import api as credits_api
 from events import api as events_api
 from meters import api as meters_api
 from products import api as products_api
@@ -53,6 +54,56 @@ api_patterns = [
         "invoices/<str:invoice_id>",
         products_api.InvoiceDetailView.as_view(),
         name="invoices-detail",
+    ),
+    path(
+        "customers/<str:customer_id>/credit-entitlements",
+        credits_api.CustomerEntitlementsView.as_view(),
+        name="customers-credit-entitlements",
+    ),
+    path(
+        "subscriptions/<str:subscription_id>/credit-usage",
+        credits_api.SubscriptionCreditUsageView.as_view(),
+        name="subscriptions-credit-usage",
+    ),
+    path(
+        "credit-entitlements",
+        credits_api.EntitlementListCreateView.as_view(),
+        name="credit-entitlements",
+    ),
+    path(
+        "credit-entitlements/<str:entitlement_id>",
+        credits_api.EntitlementDetailView.as_view(),
+        name="credit-entitlements-detail",
+    ),
+    path(
+        "credit-entitlements/<str:entitlement_id>/undelete",
+        credits_api.EntitlementUndeleteView.as_view(),
+        name="credit-entitlements-undelete",
+    ),
+    path(
+        "credit-entitlements/<str:entitlement_id>/balances",
+        credits_api.BalanceListView.as_view(),
+        name="credit-balances",
+    ),
+    path(
+        "credit-entitlements/<str:entitlement_id>/balances/<str:customer_id>",
+        credits_api.BalanceDetailView.as_view(),
+        name="credit-balances-detail",
+    ),
+    path(
+        "credit-entitlements/<str:entitlement_id>/balances/<str:customer_id>/ledger-entries",
+        credits_api.LedgerEntryCreateView.as_view(),
+        name="credit-ledger-entries",
+    ),
+    path(
+        "credit-entitlements/<str:entitlement_id>/balances/<str:customer_id>/ledger",
+        credits_api.LedgerListView.as_view(),
+        name="credit-ledger",
+    ),
+    path(
+        "credit-entitlements/<str:entitlement_id>/balances/<str:customer_id>/grants",
+        credits_api.GrantListView.as_view(),
+        name="credit-grants",
     ),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

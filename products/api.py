@@ -121,12 +121,40 @@ def product_price(product: Product) -> dict:
                 "measurement_unit": pm.meter.measurement_unit,
                 "price_per_unit": _decimal_text(pm.price_per_unit),
                 "free_threshold": pm.free_threshold,
-                "credit_entitlement_id": None,
-                "meter_units_per_credit": None,
+                "credit_entitlement_id": pm.credit_entitlement_id,
+                "meter_units_per_credit": _decimal_text(pm.meter_units_per_credit),
             }
             for pm in product.product_meters.all()
         ],
     }
+
+
+def credit_links(product: Product) -> list[dict]:
+    return [
+        {
+            "id": str(link.pk),
+            "credit_entitlement_id": link.credit_entitlement_id,
+            "credit_entitlement_name": link.credit_entitlement.name,
+            "credit_entitlement_unit": link.credit_entitlement.unit,
+            "credits_amount": _decimal_text(link.credits_amount),
+            "overage_enabled": bool(
+                link.overage_enabled
+                if link.overage_enabled is not None
+                else link.credit_entitlement.overage_enabled
+            ),
+            "overage_behavior": link.overage_behavior or link.credit_entitlement.overage_behavior,
+            "overage_limit": _decimal_text(link.overage_limit),
+            "rollover_enabled": bool(
+                link.rollover_enabled
+                if link.rollover_enabled is not None
+                else link.credit_entitlement.rollover_enabled
+            ),
+            "expires_after_days": link.expires_after_days,
+            "proration_behavior": "no_prorate",
+            "trial_credits_expire_after_trial": False,
+        }
+        for link in product.credit_entitlements.all()
+    ]
 
 
 def product_data(product: Product) -> dict:
@@ -141,7 +169,7 @@ def product_data(product: Product) -> dict:
         "license_key_enabled": False,
         "metadata": product.metadata,
         "price": product_price(product),
-        "credit_entitlements": [],
+        "credit_entitlements": credit_links(product),
         "entitlements": [],
         "archived": product.archived_at is not None,
         "created_at": _timestamp(product.created_at),
@@ -170,10 +198,13 @@ class ProductInputSerializer(serializers.Serializer):
     )
     price = serializers.JSONField(encoder=ExactJSONEncoder)
     metadata = MetadataField(required=False)
+    credit_entitlements = serializers.JSONField(required=False, encoder=ExactJSONEncoder)
 
 
 def _products():
-    return Product.objects.prefetch_related("product_meters__meter")
+    return Product.objects.prefetch_related(
+        "product_meters__meter", "credit_entitlements__credit_entitlement"
+    )
 
 
 class ProductListCreateView(APIView):
@@ -269,8 +300,18 @@ def subscription_data(subscription: Subscription) -> dict:
             }
             for pm in product.product_meters.all()
         ],
-        "credit_entitlement_cart": [],
-        "meter_credit_entitlement_cart": [],
+        "credit_entitlement_cart": credit_links(product),
+        "meter_credit_entitlement_cart": [
+            {
+                "credit_entitlement_id": pm.credit_entitlement_id,
+                "meter_id": pm.meter_id,
+                "meter_name": pm.meter.name,
+                "meter_units_per_credit": _decimal_text(pm.meter_units_per_credit),
+                "product_id": product.product_id,
+            }
+            for pm in product.product_meters.all()
+            if pm.credit_entitlement_id
+        ],
         "addons": [],
         "on_demand": False,
         "has_payment_method": False,
@@ -281,7 +322,7 @@ def subscription_data(subscription: Subscription) -> dict:
 
 def _subscriptions():
     return Subscription.objects.select_related("customer", "product").prefetch_related(
-        "product__product_meters__meter"
+        "product__product_meters__meter", "product__credit_entitlements__credit_entitlement"
     )
 
 

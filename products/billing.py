@@ -17,6 +17,12 @@ from decimal import Decimal
 
 from django.db import connection, transaction
 
+from credits.deduction import (
+    CreditLine,
+    OverageCharge,
+    close_credit_period,
+    grant_period_credits,
+)
 from meters.usage import Usage, meter_usage
 from products.models import (
     Invoice,
@@ -84,10 +90,45 @@ def usage_line(product_meter: ProductMeter, usage: Usage) -> LineDraft:
     )
 
 
+def credit_line(line: CreditLine) -> LineDraft:
+    """A meter billed in credits: what it consumed and the credits it took; no money."""
+    meter = line.product_meter.meter
+    description = f"{meter.name} ({meter.measurement_unit}), billed in credits"
+    if line.credits_blocked:
+        description += f"; {line.credits_blocked} credits beyond the overage limit not deducted"
+    return LineDraft(
+        kind=LineKind.USAGE,
+        description=description,
+        amount_minor=0,
+        meter_id=meter.id,
+        consumed_units=line.consumed_units,
+        free_threshold=line.product_meter.free_threshold,
+        free_units=line.free_units,
+        chargeable_units=line.chargeable_units,
+        credits_applied=line.credits_applied,
+    )
+
+
+def overage_line(charge: OverageCharge) -> LineDraft:
+    entitlement = charge.link.credit_entitlement
+    return LineDraft(
+        kind=LineKind.CREDIT_OVERAGE,
+        description=f"{entitlement.name}: overage of {charge.credits} {entitlement.unit}",
+        amount_minor=round_minor(charge.credits * charge.price_per_unit),
+        chargeable_units=charge.credits,
+        unit_price=charge.price_per_unit,
+    )
+
+
 def draft_lines(
-    product: Product, product_meters: Iterable[ProductMeter], usage: dict[str, Usage]
+    product: Product,
+    product_meters: Iterable[ProductMeter],
+    usage: dict[str, Usage],
+    credit_lines: Iterable[CreditLine] = (),
+    overage_charges: Iterable[OverageCharge] = (),
 ) -> list[LineDraft]:
-    """The invoice for one period: the fixed fee, then one line per attached meter."""
+    """The invoice for one period: the fixed fee, one line per attached meter (priced, or billed
+    in credits), then any credit overage charged at billing."""
     lines = [
         LineDraft(
             kind=LineKind.FIXED_FEE,
@@ -95,8 +136,14 @@ def draft_lines(
             amount_minor=product.fixed_price_minor,
         )
     ]
+    in_credits = {line.product_meter.meter_id: line for line in credit_lines}
     for product_meter in product_meters:
-        lines.append(usage_line(product_meter, usage.get(product_meter.meter_id, Usage.zero())))
+        if product_meter.meter_id in in_credits:
+            lines.append(credit_line(in_credits[product_meter.meter_id]))
+        else:
+            usage_of_meter = usage.get(product_meter.meter_id, Usage.zero())
+            lines.append(usage_line(product_meter, usage_of_meter))
+    lines.extend(overage_line(charge) for charge in overage_charges)
     return lines
 
 
@@ -167,10 +214,18 @@ def close_period(subscription_id: str, *, now: datetime) -> Invoice | None:
         usage = {
             pm.meter_id: meter_usage(pm.meter, subscription.customer_id, period.start, period.end)
             for pm in product_meters
+            if pm.credit_entitlement_id is None
         }
-        lines = draft_lines(subscription.product, product_meters, usage)
+        credit_lines, overage_charges = close_credit_period(subscription, period, now=now)
+        lines = draft_lines(
+            subscription.product, product_meters, usage, credit_lines, overage_charges
+        )
         invoice = _write_invoice(subscription, period, lines, now=now)
         _advance(subscription, period)
+        if subscription.status == SubscriptionStatus.ACTIVE:
+            grant_period_credits(
+                subscription, subscription.period(subscription.period_index), now=now
+            )
     return invoice
 
 

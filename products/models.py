@@ -88,6 +88,15 @@ class ProductMeter(models.Model):
         null=True, blank=True, help_text="In the currency's minor unit: 0.1 is a tenth of a cent."
     )
     free_threshold = models.BigIntegerField(default=0, help_text="Units free each cycle.")
+    credit_entitlement = models.ForeignKey(
+        "credits.CreditEntitlement",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Bill this meter in credits instead of money.",
+    )
+    meter_units_per_credit = NumericField(null=True, blank=True)
 
     class Meta:
         ordering = ["product", "position"]

@@ -15,6 +15,8 @@ from decimal import Decimal, InvalidOperation
 from django.db import transaction
 
 from billing_site.errors import DomainError, InvalidInput, NotFound
+from credits import services as credit_services
+from credits.deduction import grant_period_credits
 from meters.models import Meter
 from products.models import Customer, Product, ProductMeter, Subscription
 from products.money import CURRENCIES
@@ -35,6 +37,8 @@ class MeterPrice:
     meter_id: str
     price_per_unit: Decimal | None
     free_threshold: int
+    credit_entitlement_id: str | None = None
+    meter_units_per_credit: Decimal | None = None
 
 
 def _fail(field: str, message: str, code: str = "INVALID_REQUEST_BODY") -> InvalidInput:
@@ -81,16 +85,23 @@ def validate_meter_prices(entries: object) -> list[MeterPrice]:
                 "DUPLICATE_METER_IDS_IN_REQUEST",
             )
         seen.add(meter_id)
-        if entry.get("credit_entitlement_id") is not None:
-            raise _fail(
-                f"{field}.credit_entitlement_id", "Billing meters in credits is not available yet."
-            )
-        if entry.get("price_per_unit") is None:
-            raise _fail(f"{field}.price_per_unit", "Is required for a meter billed in money.")
-        price = parse_price_per_unit(entry["price_per_unit"], f"{field}.price_per_unit")
         free = entry.get("free_threshold") or 0
         if isinstance(free, bool) or not isinstance(free, int) or free < 0:
             raise _fail(f"{field}.free_threshold", "Must be a whole number of units, 0 or more.")
+        entitlement_id = entry.get("credit_entitlement_id")
+        if entitlement_id is not None:
+            # Billed in credits: usage after the free threshold / units per credit is deducted.
+            units = entry.get("meter_units_per_credit")
+            if units is None:
+                raise _fail(
+                    f"{field}.meter_units_per_credit", "Is required with credit_entitlement_id."
+                )
+            per_credit = parse_price_per_unit(units, f"{field}.meter_units_per_credit")
+            prices.append(MeterPrice(meter_id, None, free, str(entitlement_id), per_credit))
+            continue
+        if entry.get("price_per_unit") is None:
+            raise _fail(f"{field}.price_per_unit", "Is required for a meter billed in money.")
+        price = parse_price_per_unit(entry["price_per_unit"], f"{field}.price_per_unit")
         prices.append(MeterPrice(meter_id, price, free))
     meters = {m.id: m for m in Meter.objects.filter(id__in=seen)}
     for index, price in enumerate(prices):
@@ -176,9 +187,21 @@ def _replace_meters(product: Product, meters: list[MeterPrice]) -> None:
             position=position,
             price_per_unit=price.price_per_unit,
             free_threshold=price.free_threshold,
+            credit_entitlement_id=price.credit_entitlement_id,
+            meter_units_per_credit=price.meter_units_per_credit,
         )
         for position, price in enumerate(meters)
     )
+
+
+def _check_credit_meters(meters: list[MeterPrice], attached: set[str]) -> None:
+    """A meter billed in credits needs its entitlement attached to the same product."""
+    for index, price in enumerate(meters):
+        if price.credit_entitlement_id and price.credit_entitlement_id not in attached:
+            raise _fail(
+                f"price.meters[{index}].credit_entitlement_id",
+                "Attach this credit entitlement to the product in credit_entitlements first.",
+            )
 
 
 def create_product(
@@ -189,8 +212,11 @@ def create_product(
     description: str | None = None,
     tax_category: str = "saas",
     metadata: dict | None = None,
+    credit_entitlements: object = None,
 ) -> Product:
     spec = validate_price(price)
+    links = credit_services.validate_links(credit_entitlements or [])
+    _check_credit_meters(spec.meters, {link["credit_entitlement"].pk for link in links})
     with transaction.atomic():
         product = Product(
             name=name,
@@ -202,21 +228,57 @@ def create_product(
         )
         _apply_price(product, spec)
         product.save()
+        credit_services.replace_links(product, links)
         _replace_meters(product, spec.meters)
     return product
 
 
-def update_product(product: Product, *, now: datetime, price: object = None, **fields) -> Product:
-    """Change fields and, when `price` is given, the whole price including its meters."""
+def update_product(
+    product: Product,
+    *,
+    now: datetime,
+    price: object = None,
+    credit_entitlements: object = None,
+    **fields,
+) -> Product:
+    """Change fields; `price` replaces the whole price with its meters, `credit_entitlements`
+    replaces every attached entitlement (an empty list removes them all)."""
     spec = validate_price(price) if price is not None else None
+    links = (
+        credit_services.validate_links(credit_entitlements)
+        if credit_entitlements is not None
+        else None
+    )
     with transaction.atomic():
         product = Product.objects.select_for_update().get(pk=product.pk)
+        attached = (
+            {link["credit_entitlement"].pk for link in links}
+            if links is not None
+            else set(product.credit_entitlements.values_list("credit_entitlement_id", flat=True))
+        )
+        meters = (
+            spec.meters
+            if spec is not None
+            else [
+                MeterPrice(
+                    pm.meter_id,
+                    pm.price_per_unit,
+                    pm.free_threshold,
+                    pm.credit_entitlement_id,
+                    pm.meter_units_per_credit,
+                )
+                for pm in product.product_meters.all()
+            ]
+        )
+        _check_credit_meters(meters, attached)
         for field, value in fields.items():
             setattr(product, field, value)
         if spec is not None:
             _apply_price(product, spec)
         product.updated_at = now
         product.save()
+        if links is not None:
+            credit_services.replace_links(product, links)
         if spec is not None:
             _replace_meters(product, spec.meters)
     return product
@@ -269,7 +331,12 @@ def create_subscription(
     if product.archived_at is not None:
         raise _fail("product_id", "The product is archived.")
     interval = product.interval
-    return Subscription.objects.create(
+    with transaction.atomic():
+        return _start_subscription(customer, product, interval, quantity, billing, metadata, now)
+
+
+def _start_subscription(customer, product, interval, quantity, billing, metadata, now):
+    subscription = Subscription.objects.create(
         customer=customer,
         product=product,
         quantity=quantity,
@@ -283,6 +350,8 @@ def create_subscription(
         metadata=metadata or {},
         created_at=now,
     )
+    grant_period_credits(subscription, subscription.period(0), now=now)
+    return subscription
 
 
 def update_subscription(

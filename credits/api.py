@@ -1,0 +1,404 @@
+"""Credits API, Dodo-compatible: entitlements, balances, ledger entries, ledger, grants."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing_site.api.fields import parse_query_bool, parse_query_datetime
+from billing_site.api.pagination import PageNumberPagination
+from billing_site.api.serializers import MetadataField
+from billing_site.errors import NotFound
+from billing_site.jsonutil import ExactJSONEncoder
+from credits import ledger, services
+from credits.ledger import CreditRules
+from credits.models import CreditBalance, CreditEntitlement, CreditGrant, LedgerEntry
+from products.models import Customer
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def _time(moment) -> str | None:
+    return None if moment is None else serializers.DateTimeField().to_representation(moment)
+
+
+def _paged(request, queryset, render) -> Response:
+    paginator = PageNumberPagination()
+    return paginator.get_paginated_response(
+        [render(item) for item in paginator.paginate_queryset(queryset, request)]
+    )
+
+
+def entitlement_data(entitlement: CreditEntitlement) -> dict:
+    return {
+        "id": entitlement.id,
+        "business_id": settings.BUSINESS_ID,
+        "name": entitlement.name,
+        "description": entitlement.description,
+        "unit": entitlement.unit,
+        "precision": entitlement.precision,
+        "currency": entitlement.currency,
+        "price_per_unit": _text(entitlement.price_per_unit),
+        "overage_enabled": entitlement.overage_enabled,
+        "overage_limit": (
+            None if entitlement.overage_limit is None else int(entitlement.overage_limit)
+        ),
+        "overage_behavior": entitlement.overage_behavior,
+        "expires_after_days": entitlement.expires_after_days,
+        "rollover_enabled": entitlement.rollover_enabled,
+        "rollover_percentage": entitlement.rollover_percentage,
+        "rollover_timeframe_count": entitlement.rollover_timeframe_count,
+        "rollover_timeframe_interval": entitlement.rollover_timeframe_interval,
+        "max_rollover_count": entitlement.max_rollover_count,
+        "created_at": _time(entitlement.created_at),
+        "updated_at": _time(entitlement.updated_at),
+    }
+
+
+class EntitlementInputSerializer(serializers.Serializer):
+    """Shapes only; the settings rules (and their combinations) are in credits/services.py."""
+
+    name = serializers.CharField(max_length=255)
+    unit = serializers.CharField(max_length=50)
+    precision = serializers.IntegerField(min_value=0, max_value=10)
+    rollover_enabled = serializers.BooleanField()
+    overage_enabled = serializers.BooleanField()
+    description = serializers.CharField(
+        max_length=1000, required=False, allow_null=True, allow_blank=True
+    )
+    currency = serializers.CharField(max_length=3, required=False, allow_null=True)
+    price_per_unit = serializers.JSONField(
+        required=False, allow_null=True, encoder=ExactJSONEncoder
+    )
+    overage_limit = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    overage_behavior = serializers.CharField(required=False, allow_null=True)
+    expires_after_days = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    rollover_percentage = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=100
+    )
+    rollover_timeframe_count = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1
+    )
+    rollover_timeframe_interval = serializers.CharField(required=False, allow_null=True)
+    max_rollover_count = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+
+
+class EntitlementListCreateView(APIView):
+    @extend_schema(parameters=[OpenApiParameter("deleted", bool)])
+    def get(self, request):
+        deleted = parse_query_bool(request.query_params, "deleted")
+        entitlements = CreditEntitlement.objects.filter(deleted_at__isnull=not deleted)
+        return _paged(request, entitlements, entitlement_data)
+
+    @extend_schema(request=EntitlementInputSerializer)
+    def post(self, request):
+        data = EntitlementInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        entitlement = services.create_entitlement(now=timezone.now(), **data.validated_data)
+        return Response(entitlement_data(entitlement), status=status.HTTP_201_CREATED)
+
+
+class EntitlementDetailView(APIView):
+    def get(self, request, entitlement_id: str):
+        return Response(entitlement_data(services.entitlement_or_404(entitlement_id)))
+
+    @extend_schema(request=EntitlementInputSerializer)
+    def patch(self, request, entitlement_id: str):
+        entitlement = services.entitlement_or_404(entitlement_id)
+        if "precision" in request.data:
+            raise ValidationError({"precision": ["Cannot be changed after creation."]})
+        data = EntitlementInputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        entitlement = services.update_entitlement(
+            entitlement, now=timezone.now(), **data.validated_data
+        )
+        return Response(entitlement_data(entitlement))
+
+    def delete(self, request, entitlement_id: str):
+        entitlement = services.entitlement_or_404(entitlement_id)
+        services.set_deleted(entitlement, deleted=True, now=timezone.now())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EntitlementUndeleteView(APIView):
+    @extend_schema(request=None)
+    def post(self, request, entitlement_id: str):
+        entitlement = services.entitlement_or_404(entitlement_id, include_deleted=True)
+        services.set_deleted(entitlement, deleted=False, now=timezone.now())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- balances, ledger, grants ------------------------------------------------------------------
+
+
+def balance_data(balance: CreditBalance) -> dict:
+    return {
+        "id": str(balance.pk),
+        "credit_entitlement_id": balance.credit_entitlement_id,
+        "customer_id": balance.customer_id,
+        "balance": _text(balance.balance),
+        "overage": _text(balance.overage),
+        "created_at": _time(balance.created_at),
+        "updated_at": _time(balance.updated_at),
+        "last_transaction_at": _time(balance.last_transaction_at),
+    }
+
+
+def entry_data(entry: LedgerEntry) -> dict:
+    return {
+        "id": str(entry.pk),
+        "business_id": settings.BUSINESS_ID,
+        "brand_id": settings.BUSINESS_ID,
+        "credit_entitlement_id": entry.balance.credit_entitlement_id,
+        "customer_id": entry.balance.customer_id,
+        "transaction_type": entry.transaction_type,
+        "entry_type": "credit" if entry.is_credit else "debit",
+        "is_credit": entry.is_credit,
+        "amount": _text(entry.amount),
+        "balance_before": _text(entry.balance_before),
+        "balance_after": _text(entry.balance_after),
+        "overage_before": _text(entry.overage_before),
+        "overage_after": _text(entry.overage_after),
+        "grant_id": None if entry.grant_id is None else str(entry.grant_id),
+        "reference_type": entry.reference_type,
+        "reference_id": entry.reference_id,
+        "description": entry.description,
+        "reason": entry.description,
+        "metadata": entry.metadata,
+        "created_at": _time(entry.created_at),
+    }
+
+
+def grant_data(grant: CreditGrant) -> dict:
+    return {
+        "id": str(grant.pk),
+        "credit_entitlement_id": grant.balance.credit_entitlement_id,
+        "customer_id": grant.balance.customer_id,
+        "initial_amount": _text(grant.initial_amount),
+        "remaining_amount": _text(grant.remaining_amount),
+        "is_expired": grant.is_expired,
+        "is_rolled_over": grant.is_rolled_over,
+        "rollover_count": grant.rollover_count,
+        "source_type": grant.source_type,
+        "source_id": grant.source_id,
+        "parent_grant_id": None if grant.parent_grant_id is None else str(grant.parent_grant_id),
+        "expires_at": _time(grant.expires_at),
+        "metadata": grant.metadata,
+        "created_at": _time(grant.created_at),
+        "updated_at": _time(grant.updated_at),
+    }
+
+
+def _balance_or_404(entitlement_id: str, customer_id: str) -> CreditBalance:
+    balance = (
+        CreditBalance.objects.select_related("credit_entitlement")
+        .filter(credit_entitlement_id=entitlement_id, customer_id=customer_id)
+        .first()
+    )
+    if balance is None:
+        raise NotFound(f"No balance of {entitlement_id} for customer {customer_id}.")
+    return balance
+
+
+class BalanceListView(APIView):
+    @extend_schema(parameters=[OpenApiParameter("customer_id", str)])
+    def get(self, request, entitlement_id: str):
+        services.entitlement_or_404(entitlement_id, include_deleted=True)
+        balances = CreditBalance.objects.filter(credit_entitlement_id=entitlement_id).order_by(
+            "-created_at", "id"
+        )
+        if request.query_params.get("customer_id"):
+            balances = balances.filter(customer_id=request.query_params["customer_id"])
+        return _paged(request, balances, balance_data)
+
+
+class BalanceDetailView(APIView):
+    def get(self, request, entitlement_id: str, customer_id: str):
+        return Response(balance_data(_balance_or_404(entitlement_id, customer_id)))
+
+
+class LedgerEntryInputSerializer(serializers.Serializer):
+    entry_type = serializers.ChoiceField(choices=["credit", "debit"])
+    amount = serializers.JSONField(encoder=ExactJSONEncoder)
+    reason = serializers.CharField(max_length=1000, required=False, allow_null=True)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    idempotency_key = serializers.CharField(max_length=255, required=False, allow_null=True)
+    metadata = MetadataField(required=False, allow_null=True)
+
+    def validate_amount(self, value) -> Decimal:
+        try:
+            amount = Decimal(str(value)) if not isinstance(value, bool) else None
+        except InvalidOperation:
+            amount = None
+        if amount is None or not amount.is_finite() or amount <= 0 or amount >= Decimal("1e10"):
+            raise serializers.ValidationError(
+                "Must be a decimal string greater than 0 and below 10^10."
+            )
+        return amount
+
+    def validate_metadata(self, value):
+        if value and any(len(key) > 40 for key in value):
+            raise serializers.ValidationError("Keys must be at most 40 characters.")
+        return value
+
+
+class LedgerEntryCreateView(APIView):
+    @extend_schema(request=LedgerEntryInputSerializer)
+    def post(self, request, entitlement_id: str, customer_id: str):
+        entitlement = services.entitlement_or_404(entitlement_id)
+        if not Customer.objects.filter(pk=customer_id).exists():
+            raise NotFound(f"No customer {customer_id}.")
+        data = LedgerEntryInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        now = timezone.now()
+        with transaction.atomic():
+            balance = ledger.locked_balance(entitlement_id, customer_id, now=now)
+            entries = ledger.manual_entry(
+                balance,
+                entry_type=values["entry_type"],
+                amount=values["amount"],
+                rules=CreditRules.of(entitlement),
+                now=now,
+                reason=values.get("reason"),
+                expires_at=values.get("expires_at"),
+                idempotency_key=values.get("idempotency_key"),
+                metadata=values.get("metadata"),
+                created_by="api",
+            )
+        first, last = entries[0], entries[-1]
+        return Response(
+            {
+                "id": str(first.pk),
+                "credit_entitlement_id": entitlement_id,
+                "customer_id": customer_id,
+                "entry_type": values["entry_type"],
+                "is_credit": values["entry_type"] == "credit",
+                "amount": _text(values["amount"]),
+                "balance_before": _text(first.balance_before),
+                "balance_after": _text(last.balance_after),
+                "overage_before": _text(first.overage_before),
+                "overage_after": _text(last.overage_after),
+                "grant_id": None if first.grant_id is None else str(first.grant_id),
+                "reason": values.get("reason"),
+                "metadata": values.get("metadata") or {},
+                "created_at": _time(first.created_at),
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class LedgerListView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("start_date", str),
+            OpenApiParameter("end_date", str),
+            OpenApiParameter("transaction_type", str),
+        ]
+    )
+    def get(self, request, entitlement_id: str, customer_id: str):
+        balance = _balance_or_404(entitlement_id, customer_id)
+        params = request.query_params
+        entries = balance.entries.select_related("balance")
+        start = parse_query_datetime(params, "start_date")
+        end = parse_query_datetime(params, "end_date")
+        if start is not None:
+            entries = entries.filter(created_at__gte=start)
+        if end is not None:
+            entries = entries.filter(created_at__lte=end)
+        if params.get("transaction_type"):
+            entries = entries.filter(transaction_type=params["transaction_type"])
+        return _paged(request, entries, entry_data)
+
+
+class GrantListView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("status", str, enum=["active", "expired", "depleted"])]
+    )
+    def get(self, request, entitlement_id: str, customer_id: str):
+        balance = _balance_or_404(entitlement_id, customer_id)
+        grants = balance.grants.select_related("balance").order_by("-created_at", "-id")
+        state = request.query_params.get("status")
+        if state == "active":
+            grants = grants.filter(is_expired=False, remaining_amount__gt=0)
+        elif state == "expired":
+            grants = grants.filter(is_expired=True)
+        elif state == "depleted":
+            grants = grants.filter(is_expired=False, remaining_amount=0)
+        elif state:
+            raise ValidationError({"status": ["Must be active, expired or depleted."]})
+        return _paged(request, grants, grant_data)
+
+
+class CustomerEntitlementsView(APIView):
+    def get(self, request, customer_id: str):
+        if not Customer.objects.filter(pk=customer_id).exists():
+            raise NotFound(f"No customer {customer_id}.")
+        balances = CreditBalance.objects.filter(customer_id=customer_id).select_related(
+            "credit_entitlement"
+        )
+        return Response(
+            {
+                "items": [
+                    {
+                        "credit_entitlement_id": b.credit_entitlement_id,
+                        "name": b.credit_entitlement.name,
+                        "unit": b.credit_entitlement.unit,
+                        "description": b.credit_entitlement.description,
+                        "balance": _text(b.balance),
+                        "overage": _text(b.overage),
+                    }
+                    for b in balances
+                ]
+            }
+        )
+
+
+class SubscriptionCreditUsageView(APIView):
+    """Balance and overage headroom for each entitlement of the subscription's product."""
+
+    def get(self, request, subscription_id: str):
+        from credits.models import ProductCreditEntitlement
+        from products.models import Subscription
+
+        subscription = Subscription.objects.filter(pk=subscription_id).first()
+        if subscription is None:
+            raise NotFound(f"No subscription {subscription_id}.")
+        items = []
+        links = ProductCreditEntitlement.objects.filter(
+            product_id=subscription.product_id
+        ).select_related("credit_entitlement")
+        for link in links:
+            rules = CreditRules.of(link.credit_entitlement, link)
+            balance = CreditBalance.objects.filter(
+                credit_entitlement_id=link.credit_entitlement_id,
+                customer_id=subscription.customer_id,
+            ).first()
+            amount = balance.balance if balance else Decimal(0)
+            overage = balance.overage if balance else Decimal(0)
+            limited = rules.overage_enabled and rules.overage_limit is not None
+            headroom = max(rules.overage_limit - overage, Decimal(0)) if limited else None
+            items.append(
+                {
+                    "credit_entitlement_id": link.credit_entitlement_id,
+                    "credit_entitlement_name": link.credit_entitlement.name,
+                    "unit": link.credit_entitlement.unit,
+                    "balance": _text(amount),
+                    "overage": _text(overage),
+                    "overage_enabled": rules.overage_enabled,
+                    "overage_limit": _text(rules.overage_limit),
+                    "limit_reached": bool(limited and headroom == 0),
+                    "remaining_headroom": _text(headroom),
+                }
+            )
+        return Response({"subscription_id": subscription_id, "items": items})

@@ -1,0 +1,245 @@
+"""Metered usage billed in credits: convert usage after the free threshold into credits and
+deduct them, and the credit side of each billing cycle (final deduction, expiry and rollover,
+overage settlement, the next cycle's grants).
+
+Deduction works from a checkpoint per subscription, meter and period (`UsageDeduction`): each run
+computes what the period's usage so far is worth in credits, rounded once to the entitlement's
+precision, and deducts only the difference from what was already taken, under the checkpoint's
+row lock. Runs can repeat or overlap on several workers; usage is deducted exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+
+from credits import ledger
+from credits.ledger import ZERO, CreditRules
+from credits.models import GrantSource, ProductCreditEntitlement, UsageDeduction
+from meters.usage import meter_usage
+from products.models import ProductMeter, Subscription, SubscriptionStatus
+from products.periods import Period
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CreditLine:
+    """What one credit-billed meter used in a period, for its invoice line."""
+
+    product_meter: ProductMeter
+    consumed_units: Decimal
+    free_units: Decimal
+    chargeable_units: Decimal
+    credits_applied: Decimal
+    credits_blocked: Decimal
+
+
+def credit_rules(product_meter: ProductMeter) -> CreditRules:
+    """A credit-billed meter's rules: its entitlement with the product's overrides."""
+    link = ProductCreditEntitlement.objects.filter(
+        product_id=product_meter.product_id,
+        credit_entitlement_id=product_meter.credit_entitlement_id,
+    ).first()
+    return CreditRules.of(product_meter.credit_entitlement, link)
+
+
+def _checkpoint(subscription: Subscription, product_meter: ProductMeter, period: Period):
+    try:
+        with transaction.atomic():
+            UsageDeduction.objects.get_or_create(
+                subscription=subscription,
+                meter_id=product_meter.meter_id,
+                period_index=period.index,
+                defaults={"credit_entitlement_id": product_meter.credit_entitlement_id},
+            )
+    except IntegrityError:
+        pass  # a concurrent run created it
+    return UsageDeduction.objects.select_for_update().get(
+        subscription=subscription, meter_id=product_meter.meter_id, period_index=period.index
+    )
+
+
+def deduct_meter_usage(
+    subscription: Subscription,
+    product_meter: ProductMeter,
+    period: Period,
+    *,
+    until: datetime,
+    now: datetime,
+) -> CreditLine:
+    """Bring one meter's deduction for the period up to date with usage in [start, until)."""
+    rules = credit_rules(product_meter)
+    checkpoint = _checkpoint(subscription, product_meter, period)
+    usage = meter_usage(
+        product_meter.meter, subscription.customer_id, period.start, min(until, period.end)
+    )
+    free = Decimal(product_meter.free_threshold)
+    chargeable = max(usage.quantity - free, ZERO)
+    credits_due = rules.quantize(chargeable / product_meter.meter_units_per_credit)
+    delta = credits_due - checkpoint.credits_deducted - checkpoint.credits_blocked
+    if delta != 0:
+        balance = ledger.locked_balance(
+            product_meter.credit_entitlement_id, subscription.customer_id, now=now
+        )
+        reference = ("subscription", subscription.subscription_id)
+        if delta > 0:
+            result = ledger.deduct(
+                balance,
+                delta,
+                rules=rules,
+                now=now,
+                description=f"{product_meter.meter.name}: usage converted to credits",
+                reference=reference,
+            )
+            checkpoint.credits_deducted += result.from_balance + result.to_overage
+            checkpoint.credits_blocked += result.blocked
+        else:
+            _give_back(balance, -delta, checkpoint, rules=rules, now=now, reference=reference)
+    checkpoint.consumed_units = usage.quantity
+    checkpoint.credits_due = credits_due
+    checkpoint.updated_at = now
+    checkpoint.save()
+    return CreditLine(
+        product_meter=product_meter,
+        consumed_units=usage.quantity,
+        free_units=min(max(usage.quantity, ZERO), free),
+        chargeable_units=chargeable,
+        credits_applied=checkpoint.credits_deducted,
+        credits_blocked=checkpoint.credits_blocked,
+    )
+
+
+def _give_back(balance, amount: Decimal, checkpoint, *, rules, now, reference) -> None:
+    """Usage went down (a negative value, a `last` or `max` meter): return what was taken,
+    first from the blocked part, then as a refund grant."""
+    from_blocked = min(amount, checkpoint.credits_blocked)
+    checkpoint.credits_blocked -= from_blocked
+    refund = amount - from_blocked
+    if refund > 0:
+        ledger.grant(
+            balance,
+            refund,
+            rules=rules,
+            now=now,
+            source_type=GrantSource.API,
+            transaction_type="refund",
+            description="Usage decreased; credits returned.",
+            reference=reference,
+        )
+        checkpoint.credits_deducted -= refund
+
+
+def credit_meters(subscription: Subscription) -> list[ProductMeter]:
+    return [
+        pm
+        for pm in subscription.product.product_meters.select_related("meter", "credit_entitlement")
+        if pm.credit_entitlement_id is not None
+    ]
+
+
+def deduct_subscription(subscription_id: str, *, now: datetime) -> int:
+    """One subscription's open-period deduction, each meter in its own transaction."""
+    subscription = Subscription.objects.select_related("product").filter(pk=subscription_id).first()
+    if subscription is None or subscription.status != SubscriptionStatus.ACTIVE:
+        return 0
+    period = subscription.period(subscription.period_index)
+    done = 0
+    for product_meter in credit_meters(subscription):
+        with transaction.atomic():
+            deduct_meter_usage(subscription, product_meter, period, until=now, now=now)
+            expire_due_grants(subscription, as_of=now, now=now)
+        done += 1
+    return done
+
+
+def run_deductions(*, now: datetime) -> int:
+    """Every active subscription with a credit-billed meter; returns meters brought up to date."""
+    subscription_ids = (
+        Subscription.objects.filter(
+            status=SubscriptionStatus.ACTIVE,
+            product__product_meters__credit_entitlement__isnull=False,
+        )
+        .distinct()
+        .values_list("subscription_id", flat=True)
+    )
+    return sum(deduct_subscription(sid, now=now) for sid in subscription_ids)
+
+
+def _links(subscription: Subscription) -> list[ProductCreditEntitlement]:
+    return list(
+        ProductCreditEntitlement.objects.filter(product_id=subscription.product_id).select_related(
+            "credit_entitlement"
+        )
+    )
+
+
+def expire_due_grants(subscription: Subscription, *, as_of: datetime, now: datetime) -> None:
+    for link in _links(subscription):
+        balance = ledger.locked_balance(
+            link.credit_entitlement_id, subscription.customer_id, now=now
+        )
+        ledger.expire_grants(
+            balance, rules=CreditRules.of(link.credit_entitlement, link), as_of=as_of
+        )
+
+
+def grant_period_credits(subscription: Subscription, period: Period, *, now: datetime) -> None:
+    """The credits of the product's entitlements for a new period (at its start)."""
+    for link in _links(subscription):
+        rules = CreditRules.of(link.credit_entitlement, link)
+        balance = ledger.locked_balance(
+            link.credit_entitlement_id, subscription.customer_id, now=now
+        )
+        expires_at = (
+            period.start + timedelta(days=rules.expires_after_days)
+            if rules.expires_after_days is not None
+            else None
+        )
+        ledger.grant(
+            balance,
+            rules.quantize(link.credits_amount),
+            rules=rules,
+            now=period.start,
+            source_type=GrantSource.SUBSCRIPTION,
+            source_id=subscription.subscription_id,
+            expires_at=expires_at,
+            description=f"Credits for the period starting {period.start.isoformat()}",
+        )
+
+
+@dataclass(frozen=True)
+class OverageCharge:
+    link: ProductCreditEntitlement
+    credits: Decimal
+    price_per_unit: Decimal
+
+
+def close_credit_period(
+    subscription: Subscription, period: Period, *, now: datetime
+) -> tuple[list[CreditLine], list[OverageCharge]]:
+    """The credit side of closing a period, inside the billing transaction."""
+    lines = [
+        deduct_meter_usage(subscription, pm, period, until=period.end, now=now)
+        for pm in credit_meters(subscription)
+    ]
+    charges = []
+    for link in _links(subscription):
+        rules = CreditRules.of(link.credit_entitlement, link)
+        balance = ledger.locked_balance(
+            link.credit_entitlement_id, subscription.customer_id, now=now
+        )
+        ledger.expire_grants(balance, rules=rules, as_of=period.end)
+        charged = ledger.settle_overage(
+            balance,
+            rules=rules,
+            now=period.end,
+            reference=("subscription", subscription.subscription_id),
+        )
+        if charged > 0:
+            charges.append(OverageCharge(link, charged, rules.price_per_unit or ZERO))
+    return lines, charges

@@ -1,0 +1,261 @@
+"""Credit entitlements and their attachment to products: the only ways to change them.
+
+Settings are checked here as a whole (the merged state after an update), so an entitlement can
+never hold an inconsistent combination, whoever edits it. Changes do not touch existing grants.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from django.db import transaction
+
+from billing_site.errors import Conflict, InvalidInput, NotFound
+from credits.models import CreditEntitlement, OverageBehavior, ProductCreditEntitlement
+from products.models import Product
+from products.money import CURRENCIES
+from products.periods import INTERVAL_UNITS
+
+MAX_ENTITLEMENTS_PER_PRODUCT = 5
+SETTINGS = (
+    "name",
+    "description",
+    "unit",
+    "currency",
+    "price_per_unit",
+    "overage_enabled",
+    "overage_limit",
+    "overage_behavior",
+    "expires_after_days",
+    "rollover_enabled",
+    "rollover_percentage",
+    "rollover_timeframe_count",
+    "rollover_timeframe_interval",
+    "max_rollover_count",
+)
+
+
+class NameTaken(Conflict):
+    code = "CREDIT_ENTITLEMENT_NAME_ALREADY_EXISTS"
+
+
+def _error(errors: list[dict], field: str, message: str) -> None:
+    errors.append({"field": field, "message": message})
+
+
+def _decimal(value: object) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def check_settings(values: dict, errors: list[dict], prefix: str = "") -> None:
+    """Check one set of credit settings (an entitlement's, or a product's overrides)."""
+
+    def whole(field: str, minimum: int, maximum: int | None = None) -> None:
+        value = values.get(field)
+        if value is None:
+            return
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f"{minimum} or more"
+            _error(errors, prefix + field, f"Must be a whole number {bound}.")
+
+    whole("expires_after_days", 1)
+    whole("rollover_percentage", 0, 100)
+    whole("rollover_timeframe_count", 1)
+    whole("max_rollover_count", 0)
+    whole("low_balance_threshold_percent", 0, 100)
+    for field in ("price_per_unit", "overage_limit"):
+        raw = values.get(field)
+        if raw is not None:
+            number = _decimal(raw)
+            if number is None or number < 0:
+                _error(errors, prefix + field, "Must be a decimal number, 0 or more.")
+            else:
+                values[field] = number
+    if values.get("currency") is not None and values["currency"] not in CURRENCIES:
+        _error(errors, prefix + "currency", "Must be an ISO 4217 currency code such as USD.")
+    behavior = values.get("overage_behavior")
+    if behavior is not None and behavior not in OverageBehavior.values:
+        _error(
+            errors,
+            prefix + "overage_behavior",
+            f"Must be one of {', '.join(OverageBehavior.values)}.",
+        )
+    interval = values.get("rollover_timeframe_interval")
+    if interval is not None and interval not in INTERVAL_UNITS:
+        _error(
+            errors,
+            prefix + "rollover_timeframe_interval",
+            f"Must be one of {', '.join(INTERVAL_UNITS)}.",
+        )
+    for field in ("overage_enabled", "rollover_enabled"):
+        if values.get(field) is not None and not isinstance(values[field], bool):
+            _error(errors, prefix + field, "Must be true or false.")
+
+
+def _check_entitlement(entitlement: CreditEntitlement) -> None:
+    errors: list[dict] = []
+    values = {field: getattr(entitlement, field) for field in SETTINGS}
+    check_settings(values, errors)
+    if not isinstance(entitlement.name, str) or not 1 <= len(entitlement.name) <= 255:
+        _error(errors, "name", "Must be 1 to 255 characters.")
+    if not isinstance(entitlement.unit, str) or not 1 <= len(entitlement.unit) <= 50:
+        _error(errors, "unit", "Must be 1 to 50 characters.")
+    if entitlement.description is not None and len(str(entitlement.description)) > 1000:
+        _error(errors, "description", "At most 1000 characters.")
+    precision = entitlement.precision
+    if isinstance(precision, bool) or not isinstance(precision, int) or not 0 <= precision <= 10:
+        _error(errors, "precision", "Must be a whole number from 0 to 10.")
+    if entitlement.overage_enabled and values.get("price_per_unit") is None:
+        _error(errors, "price_per_unit", "Is required when overage is enabled.")
+    if values.get("price_per_unit") is not None and not entitlement.currency:
+        _error(errors, "currency", "Is required when price_per_unit is set.")
+    if (entitlement.rollover_timeframe_count is None) != (
+        entitlement.rollover_timeframe_interval is None
+    ):
+        _error(
+            errors,
+            "rollover_timeframe_count",
+            "rollover_timeframe_count and rollover_timeframe_interval go together.",
+        )
+    if errors:
+        raise InvalidInput(
+            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
+        )
+    for field in ("price_per_unit", "overage_limit"):
+        setattr(entitlement, field, values[field])
+    clash = (
+        CreditEntitlement.objects.live().filter(name=entitlement.name).exclude(pk=entitlement.pk)
+    )
+    if clash.exists():
+        raise NameTaken(f"A credit entitlement named {entitlement.name!r} already exists.")
+
+
+def create_entitlement(*, now: datetime, precision: int, **values) -> CreditEntitlement:
+    values.setdefault("overage_behavior", OverageBehavior.FORGIVE_AT_RESET)
+    entitlement = CreditEntitlement(precision=precision, created_at=now, updated_at=now, **values)
+    _check_entitlement(entitlement)
+    entitlement.save()
+    return entitlement
+
+
+def update_entitlement(
+    entitlement: CreditEntitlement, *, now: datetime, **changes
+) -> CreditEntitlement:
+    if "precision" in changes:
+        raise InvalidInput(
+            "precision cannot be changed after creation.",
+            errors=[{"field": "precision", "message": "Cannot be changed after creation."}],
+        )
+    with transaction.atomic():
+        entitlement = CreditEntitlement.objects.select_for_update().get(pk=entitlement.pk)
+        for field, value in changes.items():
+            setattr(entitlement, field, value)
+        if entitlement.overage_behavior is None:
+            entitlement.overage_behavior = OverageBehavior.FORGIVE_AT_RESET
+        entitlement.updated_at = now
+        _check_entitlement(entitlement)
+        entitlement.save()
+    return entitlement
+
+
+def set_deleted(entitlement: CreditEntitlement, *, deleted: bool, now: datetime) -> None:
+    if deleted:
+        entitlement.deleted_at = entitlement.deleted_at or now
+    else:
+        if entitlement.deleted_at is None:
+            raise InvalidInput("The credit entitlement is not deleted.")
+        entitlement.deleted_at = None
+        _check_entitlement(entitlement)  # its name may have been reused meanwhile
+    entitlement.save(update_fields=["deleted_at"])
+
+
+LINK_OVERRIDES = (
+    "overage_enabled",
+    "overage_limit",
+    "overage_behavior",
+    "price_per_unit",
+    "currency",
+    "expires_after_days",
+    "rollover_enabled",
+    "rollover_percentage",
+    "rollover_timeframe_count",
+    "rollover_timeframe_interval",
+    "max_rollover_count",
+    "low_balance_threshold_percent",
+)
+
+
+def validate_links(entries: object) -> list[dict]:
+    """Product `credit_entitlements`: `{credit_entitlement_id, credits_amount, overrides...}`."""
+    if not isinstance(entries, list):
+        raise InvalidInput(
+            "credit_entitlements must be a list.",
+            errors=[{"field": "credit_entitlements", "message": "Must be a list."}],
+        )
+    if len(entries) > MAX_ENTITLEMENTS_PER_PRODUCT:
+        raise InvalidInput(
+            f"At most {MAX_ENTITLEMENTS_PER_PRODUCT} credit entitlements per product.",
+            errors=[{"field": "credit_entitlements", "message": "At most 5."}],
+        )
+    errors: list[dict] = []
+    links, seen = [], set()
+    for index, entry in enumerate(entries):
+        prefix = f"credit_entitlements[{index}]."
+        if not isinstance(entry, dict):
+            _error(errors, prefix[:-1], "Must be an object.")
+            continue
+        entitlement_id = entry.get("credit_entitlement_id")
+        entitlement = CreditEntitlement.objects.filter(pk=entitlement_id).first()
+        if entitlement is None:
+            _error(
+                errors,
+                prefix + "credit_entitlement_id",
+                f"No credit entitlement {entitlement_id!r}.",
+            )
+            continue
+        if entitlement.deleted_at is not None:
+            _error(errors, prefix + "credit_entitlement_id", "The credit entitlement is deleted.")
+            continue
+        if entitlement_id in seen:
+            _error(errors, prefix + "credit_entitlement_id", "Listed twice.")
+        seen.add(entitlement_id)
+        amount = _decimal(entry.get("credits_amount"))
+        if amount is None or amount <= 0:
+            _error(errors, prefix + "credits_amount", "Must be a decimal number greater than 0.")
+        values = {field: entry.get(field) for field in LINK_OVERRIDES}
+        check_settings(values, errors, prefix)
+        links.append({"credit_entitlement": entitlement, "credits_amount": amount, **values})
+    if errors:
+        raise InvalidInput(
+            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
+        )
+    return links
+
+
+def replace_links(product: Product, links: list[dict]) -> None:
+    product.credit_entitlements.all().delete()
+    ProductCreditEntitlement.objects.bulk_create(
+        ProductCreditEntitlement(product=product, **link) for link in links
+    )
+
+
+def entitlement_or_404(entitlement_id: str, *, include_deleted: bool = False) -> CreditEntitlement:
+    entitlements = CreditEntitlement.objects.all()
+    if not include_deleted:
+        entitlements = entitlements.live()
+    entitlement = entitlements.filter(pk=entitlement_id).first()
+    if entitlement is None:
+        raise NotFound(f"No credit entitlement {entitlement_id}.")
+    return entitlement
