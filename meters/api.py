@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from billing_site.api.fields import parse_query_bool
 from billing_site.api.serializers import BusinessIdField
+from billing_site.jsonutil import ExactJSONEncoder
 from meters import services
 from meters.filters import homogeneous
 from meters.models import Meter
@@ -64,8 +65,13 @@ class MeterInputSerializer(serializers.Serializer):
     )
     event_name = serializers.CharField(max_length=255)
     measurement_unit = serializers.CharField(max_length=100)
-    aggregation = serializers.JSONField()
-    filter = serializers.JSONField(required=False, allow_null=True)
+    # The exact encoder: bodies are parsed with Decimal numbers, which DRF's check (a plain
+    # `json.dumps`) would refuse as "not valid JSON".
+    aggregation = serializers.JSONField(encoder=ExactJSONEncoder)
+    filter = serializers.JSONField(required=False, allow_null=True, encoder=ExactJSONEncoder)
+
+
+KEPT_WHEN_NULL = ("name", "event_name", "measurement_unit", "aggregation")
 
 
 class MeterListCreateView(generics.ListAPIView):
@@ -99,13 +105,14 @@ class MeterDetailView(APIView):
     @extend_schema(request=MeterInputSerializer, responses=MeterSerializer)
     def patch(self, request, meter_id: str):
         meter = self.get_object(meter_id)
-        data = MeterInputSerializer(data=request.data, partial=True)
+        body = request.data
+        if isinstance(body, dict):
+            # The SDK types every PATCH field as nullable; null on a field no meter can lack
+            # means "keep it", like an omitted field (only `description` and `filter` clear).
+            body = {k: v for k, v in body.items() if v is not None or k not in KEPT_WHEN_NULL}
+        data = MeterInputSerializer(data=body, partial=True)
         data.is_valid(raise_exception=True)
-        changes = dict(data.validated_data)
-        for required in ("name", "event_name", "measurement_unit", "aggregation"):
-            if required in changes and changes[required] is None:
-                changes.pop(required)
-        meter = services.update_meter(meter, now=timezone.now(), **changes)
+        meter = services.update_meter(meter, now=timezone.now(), **data.validated_data)
         return Response(MeterSerializer(meter).data)
 
     @extend_schema(responses={204: None}, summary="Archive a meter")

@@ -1,10 +1,277 @@
-from django.contrib import admin
+"""Customers, products, subscriptions and invoices in the admin.
 
-from products.models import Customer
+Issued invoices are history: staff read and print them, never edit them. Products and
+subscriptions change through products/services.py so the same rules hold as in the API.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Count
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from products.models import Customer, Invoice, InvoiceLine, Product, ProductMeter, Subscription
+from products.money import format_minor
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class SubscriptionInline(ReadOnlyInline):
+    model = Subscription
+    fields = ["subscription_id", "product", "status", "current_period_start", "current_period_end"]
+    readonly_fields = fields
+    show_change_link = True
+
+
+class InvoiceInline(ReadOnlyInline):
+    model = Invoice
+    fields = ["invoice_id", "period_start", "period_end", "status", "total"]
+    readonly_fields = fields
+    show_change_link = True
+
+    @admin.display(description="Total")
+    def total(self, invoice: Invoice) -> str:
+        return format_minor(invoice.total_minor, invoice.currency)
 
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ["customer_id", "name", "email", "created_at"]
+    list_display = ["customer_id", "name", "email", "created_at", "subscription_count"]
     search_fields = ["=customer_id", "email", "name"]
-    readonly_fields = ["customer_id", "created_at"]
+    list_filter = ["created_at"]
+    readonly_fields = ["created_at"]
+    inlines = [SubscriptionInline, InvoiceInline]
+    change_form_template = "admin/products/customer/change_form.html"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(subscriptions_total=Count("subscriptions"))
+
+    @admin.display(description="Subscriptions", ordering="subscriptions_total")
+    def subscription_count(self, customer: Customer) -> int:
+        return customer.subscriptions_total
+
+    def get_readonly_fields(self, request, obj=None):
+        # The id may be chosen on creation (to match events already sent), never changed after.
+        return ["customer_id", *self.readonly_fields] if obj else self.readonly_fields
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from credits.models import CreditBalance
+
+        balances = CreditBalance.objects.filter(customer_id=object_id).select_related(
+            "credit_entitlement"
+        )
+        extra_context = {
+            **(extra_context or {}),
+            "credit_balances": balances,
+            "usage_links": _usage_links(object_id),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _usage_links(customer_id: str) -> list[tuple[str, str]]:
+    """Analytics pages of the meters this customer's products use."""
+    meters = (
+        ProductMeter.objects.filter(product__subscriptions__customer_id=customer_id)
+        .select_related("meter")
+        .distinct()
+    )
+    links = []
+    for product_meter in meters:
+        try:
+            url = reverse("admin:meters_meter_analytics", args=[product_meter.meter_id])
+        except Exception:  # noqa: BLE001 - the analytics page is optional
+            continue
+        links.append((product_meter.meter.name, f"{url}?customer={customer_id}"))
+    return links
+
+
+class ProductMeterInline(admin.TabularInline):
+    model = ProductMeter
+    extra = 0
+    fields = [
+        "position",
+        "meter",
+        "price_per_unit",
+        "free_threshold",
+        "credit_entitlement",
+        "meter_units_per_credit",
+    ]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ["name", "product_id", "price", "interval", "meter_count", "archived_at"]
+    list_filter = [("archived_at", admin.EmptyFieldListFilter), "currency", "interval_unit"]
+    search_fields = ["=product_id", "name"]
+    readonly_fields = [
+        "product_id",
+        "currency",
+        "fixed_price_minor",
+        "interval_unit",
+        "interval_count",
+        "created_at",
+        "updated_at",
+        "archived_at",
+    ]
+    fields = ["name", "description", "tax_category", "metadata", *readonly_fields]
+    inlines = [ProductMeterInline]
+
+    def has_add_permission(self, request) -> bool:
+        # Prices are created through the API (or seed_demo), which validates the whole price.
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(meters_total=Count("product_meters"))
+
+    @admin.display(description="Fixed fee", ordering="fixed_price_minor")
+    def price(self, product: Product) -> str:
+        return format_minor(product.fixed_price_minor, product.currency)
+
+    @admin.display(description="Every")
+    def interval(self, product: Product) -> str:
+        return f"{product.interval_count} {product.interval_unit}"
+
+    @admin.display(description="Meters", ordering="meters_total")
+    def meter_count(self, product: Product) -> int:
+        return product.meters_total
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = [
+        "subscription_id",
+        "customer",
+        "product",
+        "status",
+        "current_period_start",
+        "current_period_end",
+        "cancel_at_next_billing_date",
+    ]
+    list_filter = ["status", "cancel_at_next_billing_date", "product"]
+    search_fields = ["=subscription_id", "=customer__customer_id", "customer__email"]
+    list_select_related = ["customer", "product"]
+    readonly_fields = [
+        "subscription_id",
+        "customer",
+        "product",
+        "status",
+        "anchor",
+        "interval_unit",
+        "interval_count",
+        "period_index",
+        "current_period_start",
+        "current_period_end",
+        "cancelled_at",
+        "created_at",
+    ]
+    fields = [*readonly_fields, "cancel_at_next_billing_date", "metadata"]
+    inlines = [InvoiceInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class InvoiceLineInline(ReadOnlyInline):
+    model = InvoiceLine
+    fields = [
+        "kind",
+        "description",
+        "consumed_units",
+        "free_units",
+        "chargeable_units",
+        "unit_price",
+        "credits_applied",
+        "amount_minor",
+    ]
+    readonly_fields = fields
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(admin.ModelAdmin):
+    list_display = [
+        "invoice_id",
+        "customer",
+        "subscription",
+        "period_start",
+        "period_end",
+        "status",
+        "total",
+        "print_link",
+    ]
+    list_filter = ["status", "currency", "period_end"]
+    search_fields = ["=invoice_id", "=customer__customer_id", "=subscription__subscription_id"]
+    list_select_related = ["customer", "subscription"]
+    date_hierarchy = "period_end"
+    inlines = [InvoiceLineInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Total", ordering="total_minor")
+    def total(self, invoice: Invoice) -> str:
+        return format_minor(invoice.total_minor, invoice.currency)
+
+    @admin.display(description="")
+    def print_link(self, invoice: Invoice) -> str:
+        url = reverse("admin:products_invoice_print", args=[invoice.pk])
+        return format_html('<a href="{}">Print</a>', url)
+
+    def get_urls(self):
+        custom = [
+            path(
+                "<str:invoice_id>/print/",
+                self.admin_site.admin_view(self.print_view),
+                name="products_invoice_print",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def print_view(self, request, invoice_id: str):
+        """A printable invoice for staff: the lines with units, prices and amounts."""
+        invoice = get_object_or_404(
+            Invoice.objects.select_related("customer", "subscription__product"), pk=invoice_id
+        )
+        lines = list(invoice.lines.select_related("meter"))
+        usage_total = sum(line.amount_minor for line in lines if line.kind != "fixed_fee")
+        return TemplateResponse(
+            request,
+            "products/invoice_print.html",
+            {
+                "invoice": invoice,
+                "lines": [
+                    (line, format_minor(line.amount_minor, invoice.currency)) for line in lines
+                ],
+                "total": format_minor(invoice.total_minor, invoice.currency),
+                "usage_total": format_minor(usage_total, invoice.currency),
+                "title": f"Invoice {invoice.invoice_id}",
+            },
+        )

@@ -1,0 +1,200 @@
+"""Credits in the admin: entitlements, balances with their ledger and grants, and manual
+adjustments with a reason (a ledger entry recording who made it). Ledger entries and grants are
+history: read-only."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from billing_site.errors import DomainError
+from credits import ledger
+from credits.ledger import CreditRules
+from credits.models import CreditBalance, CreditEntitlement, CreditGrant, LedgerEntry
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(CreditEntitlement)
+class CreditEntitlementAdmin(admin.ModelAdmin):
+    list_display = ["name", "id", "unit", "precision", "overage_behavior", "rollover_enabled"]
+    list_filter = [("deleted_at", admin.EmptyFieldListFilter), "overage_behavior"]
+    search_fields = ["=id", "name"]
+    readonly_fields = ["id", "created_at", "updated_at", "deleted_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "precision"] if obj else self.readonly_fields
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # soft-deleted through the API; balances refer to it
+
+
+class LedgerInline(admin.TabularInline):
+    model = LedgerEntry
+    extra = 0
+    can_delete = False
+    fields = [
+        "created_at",
+        "transaction_type",
+        "amount",
+        "balance_before",
+        "balance_after",
+        "overage_after",
+        "description",
+        "created_by",
+    ]
+    readonly_fields = fields
+    ordering = ["-created_at", "-id"]
+    max_num = 0
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class AdjustmentForm(forms.Form):
+    entry_type = forms.ChoiceField(choices=[("credit", "Add credits"), ("debit", "Remove credits")])
+    amount = forms.DecimalField(min_value=Decimal("0.0000000001"), max_digits=30, decimal_places=10)
+    reason = forms.CharField(max_length=1000)
+    expires_at = forms.DateTimeField(required=False, help_text="Credits only; UTC.")
+
+
+@admin.register(CreditBalance)
+class CreditBalanceAdmin(ReadOnlyAdmin):
+    list_display = [
+        "customer",
+        "credit_entitlement",
+        "balance",
+        "overage",
+        "last_transaction_at",
+        "adjust_link",
+    ]
+    list_filter = ["credit_entitlement"]
+    search_fields = ["=customer__customer_id", "customer__email"]
+    list_select_related = ["customer", "credit_entitlement"]
+    inlines = [LedgerInline]
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+    @admin.display(description="")
+    def adjust_link(self, balance: CreditBalance) -> str:
+        url = reverse("admin:credits_creditbalance_adjust", args=[balance.pk])
+        return format_html('<a href="{}">Adjust</a>', url)
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:balance_id>/adjust/",
+                self.admin_site.admin_view(self.adjust_view),
+                name="credits_creditbalance_adjust",
+            ),
+            *super().get_urls(),
+        ]
+
+    def adjust_view(self, request, balance_id: int):
+        """Add or remove credits by hand; the reason and the staff user go into the ledger."""
+        balance = get_object_or_404(
+            CreditBalance.objects.select_related("credit_entitlement", "customer"), pk=balance_id
+        )
+        if not request.user.has_perm("credits.change_creditbalance"):
+            messages.error(request, "You may view balances but not adjust them.")
+            return HttpResponseRedirect(
+                reverse("admin:credits_creditbalance_change", args=[balance.pk])
+            )
+        form = AdjustmentForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            values = form.cleaned_data
+            now = timezone.now()
+            try:
+                with transaction.atomic():
+                    locked = ledger.locked_balance(
+                        balance.credit_entitlement_id, balance.customer_id, now=now
+                    )
+                    ledger.manual_entry(
+                        locked,
+                        entry_type=values["entry_type"],
+                        amount=values["amount"].normalize(),
+                        rules=CreditRules.of(balance.credit_entitlement),
+                        now=now,
+                        reason=values["reason"],
+                        expires_at=values["expires_at"],
+                        created_by=request.user.get_username(),
+                    )
+            except DomainError as error:
+                form.add_error("amount", error.message)
+            else:
+                messages.success(request, "The balance was adjusted.")
+                return HttpResponseRedirect(
+                    reverse("admin:credits_creditbalance_change", args=[balance.pk])
+                )
+        return TemplateResponse(
+            request,
+            "admin/credits/adjust.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Adjust {balance.credit_entitlement.name} for {balance.customer}",
+                "balance": balance,
+                "form": form,
+                "opts": self.model._meta,
+            },
+        )
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "customer",
+        "entitlement",
+        "transaction_type",
+        "amount",
+        "balance_after",
+        "overage_after",
+        "created_by",
+    ]
+    list_filter = ["transaction_type", "balance__credit_entitlement"]
+    search_fields = ["=balance__customer__customer_id", "=idempotency_key"]
+    list_select_related = ["balance__customer", "balance__credit_entitlement"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Customer")
+    def customer(self, entry: LedgerEntry) -> str:
+        return str(entry.balance.customer)
+
+    @admin.display(description="Entitlement")
+    def entitlement(self, entry: LedgerEntry) -> str:
+        return entry.balance.credit_entitlement.name
+
+
+@admin.register(CreditGrant)
+class CreditGrantAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "balance",
+        "source_type",
+        "initial_amount",
+        "remaining_amount",
+        "expires_at",
+        "is_expired",
+        "rollover_count",
+    ]
+    list_filter = ["source_type", "is_expired"]
+    list_select_related = ["balance__customer", "balance__credit_entitlement"]
