@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from billing_site import views as staff_views
 from billing_site.api import views as api_views
 from credits import api as credits_api
 from events import api as events_api
@@ -111,6 +112,12 @@ api_patterns = [
 
 urlpatterns = [
     path("api/", include(api_patterns)),
+    path("admin/dashboard/", admin.site.admin_view(staff_views.staff_home), name="staff-dashboard"),
+    path(
+        "admin/dashboard/plotly.min.js",
+        admin.site.admin_view(staff_views.plotly_js, cacheable=True),
+        name="staff-plotly-js",
+    ),
     path("admin/", admin.site.urls),
     path("", api_views.home_redirect),
 ]

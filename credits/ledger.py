@@ -325,6 +325,9 @@ def manual_entry(
             f"amount has more than {rules.precision} decimal places.",
             errors=[_field("amount", f"At most {rules.precision} decimal places.")],
         )
+    # A retry of an entry that was made is answered "key reused" before anything else, even
+    # when the balance could not take the debit again.
+    _check_key(balance, idempotency_key)
     first_new = LedgerEntry.objects.order_by("-id").values_list("id", flat=True).first() or 0
     if entry_type == "credit":
         grant(

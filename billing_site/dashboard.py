@@ -1,0 +1,189 @@
+"""What the staff home page shows: usage and billed revenue over time, top customers, the ingestion
+rate, events nobody is billed for yet (unknown customers, names no meter counts) and the rollup lag.
+
+Read-only selectors over every app; each answers from an index or a small table, so the page stays
+fast on a large events table (the hourly ingestion count is the one scan: see `ingestion_by_hour`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDay
+
+from events.queries import EVENTS_TABLE
+from meters.analytics import SeriesPoint, period_floor, usage_series
+from meters.models import Meter
+from meters.preview import known_event_names
+from products.models import Customer, Invoice, InvoiceStatus
+from products.money import currency_exponent, format_minor
+
+CHART_DAYS = 30
+MAX_METER_TRACES = 8
+TOP_CUSTOMERS = 10
+UNKNOWN_CUSTOMER_SAMPLE = 5
+
+
+@dataclass(frozen=True)
+class MeterSeries:
+    meter: Meter
+    points: list[SeriesPoint]
+
+
+def usage_by_day(*, start: datetime, end: datetime) -> list[MeterSeries]:
+    """Daily usage of the active meters (the most recently created first, a few at most)."""
+    meters = list(Meter.objects.active().order_by("-created_at")[:MAX_METER_TRACES])
+    return [MeterSeries(meter, usage_series(meter, start, end, "day")) for meter in meters]
+
+
+@dataclass(frozen=True)
+class RevenueDay:
+    day: datetime
+    currency: str
+    amount_minor: int
+
+
+def revenue_by_day(*, start: datetime, end: datetime) -> list[RevenueDay]:
+    """Invoiced totals by issue day and currency (void invoices left out)."""
+    rows = (
+        Invoice.objects.filter(created_at__gte=start, created_at__lt=end)
+        .exclude(status=InvoiceStatus.VOID)
+        .annotate(day=TruncDay("created_at"))
+        .values("day", "currency")
+        .annotate(total=Sum("total_minor"))
+        .order_by("currency", "day")
+    )
+    return [RevenueDay(row["day"], row["currency"], int(row["total"])) for row in rows]
+
+
+def revenue_traces(days: list[RevenueDay], *, start: datetime, end: datetime) -> list[dict]:
+    """One trace per currency in major units, every day of the range present (0 if none)."""
+    traces = []
+    for currency in sorted({day.currency for day in days}):
+        amounts = {day.day: day.amount_minor for day in days if day.currency == currency}
+        x, y = [], []
+        moment = period_floor(start, "day")
+        while moment < end:
+            x.append(moment.isoformat())
+            y.append(str(Decimal(amounts.get(moment, 0)).scaleb(-currency_exponent(currency))))
+            moment += timedelta(days=1)
+        traces.append({"name": currency, "x": x, "y": y})
+    return traces
+
+
+@dataclass(frozen=True)
+class TopCustomer:
+    customer_id: str
+    name: str
+    currency: str
+    invoices: int
+    amount_minor: int
+
+    @property
+    def display(self) -> str:
+        return format_minor(self.amount_minor, self.currency)
+
+
+def top_customers(
+    *, start: datetime, end: datetime, limit: int = TOP_CUSTOMERS
+) -> list[TopCustomer]:
+    """Customers by invoiced amount in the range (per currency; void invoices left out)."""
+    rows = (
+        Invoice.objects.filter(created_at__gte=start, created_at__lt=end)
+        .exclude(status=InvoiceStatus.VOID)
+        .values("customer_id", "customer__name", "currency")
+        .annotate(total=Sum("total_minor"), invoices=Count("invoice_id"))
+        .order_by("-total", "customer_id")[:limit]
+    )
+    return [
+        TopCustomer(
+            row["customer_id"],
+            row["customer__name"],
+            row["currency"],
+            row["invoices"],
+            int(row["total"]),
+        )
+        for row in rows
+    ]
+
+
+def ingestion_by_hour(*, now: datetime, hours: int = 24) -> list[tuple[datetime, int]]:
+    """Events stored per hour of ingestion over the last `hours`, oldest first, zeros included.
+
+    Reads `ingested_at`, which has no index: a scan of recent history. An index (BRIN suits an
+    append-only column) would make it instant; see the report on the events model.
+    """
+    first_hour = period_floor(now, "hour") - timedelta(hours=hours - 1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT date_trunc('hour', ingested_at, 'UTC'), count(*)
+            FROM {EVENTS_TABLE} WHERE ingested_at >= %s AND ingested_at <= %s
+            GROUP BY 1
+            """,
+            [first_hour, now],
+        )
+        counts = dict(cursor.fetchall())
+    return [
+        (first_hour + timedelta(hours=i), counts.get(first_hour + timedelta(hours=i), 0))
+        for i in range(hours)
+    ]
+
+
+@dataclass(frozen=True)
+class UnknownCustomers:
+    """Events stored for customer ids with no customer yet: kept, and billed once they exist."""
+
+    customer_ids: int
+    events: int
+    sample: list[tuple[str, int]]  # (customer_id, events), most events first
+
+    @property
+    def more(self) -> int:
+        return self.customer_ids - len(self.sample)
+
+
+def unknown_customers(*, sample_size: int = UNKNOWN_CUSTOMER_SAMPLE) -> UnknownCustomers:
+    """A skip scan over the (customer_id, ...) index visits each distinct id once, so this costs
+    one index probe per customer id, not a read of every event."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH RECURSIVE ids AS (
+                (SELECT customer_id FROM {EVENTS_TABLE} ORDER BY customer_id LIMIT 1)
+                UNION ALL
+                SELECT (SELECT e.customer_id FROM {EVENTS_TABLE} e
+                        WHERE e.customer_id > ids.customer_id
+                        ORDER BY e.customer_id LIMIT 1)
+                FROM ids WHERE ids.customer_id IS NOT NULL
+            )
+            SELECT ids.customer_id,
+                   (SELECT count(*) FROM {EVENTS_TABLE} e WHERE e.customer_id = ids.customer_id)
+            FROM ids
+            WHERE ids.customer_id IS NOT NULL
+              AND NOT EXISTS (
+                  SELECT 1 FROM products_customer c WHERE c.customer_id = ids.customer_id
+              )
+            """
+        )
+        rows = cursor.fetchall()
+    rows.sort(key=lambda row: (-row[1], row[0]))
+    return UnknownCustomers(
+        customer_ids=len(rows),
+        events=sum(count for _, count in rows),
+        sample=[(customer_id, count) for customer_id, count in rows[:sample_size]],
+    )
+
+
+def unmetered_event_names() -> list[str]:
+    """Event names received that no active meter counts: stored, but visibly unbilled."""
+    metered = set(Meter.objects.active().values_list("event_name", flat=True))
+    return [name for name in known_event_names() if name not in metered]
+
+
+def customer_count() -> int:
+    return Customer.objects.count()
