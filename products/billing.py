@@ -23,6 +23,7 @@ from credits.deduction import (
     close_credit_period,
     grant_period_credits,
 )
+from meters.rollups import roll_up_all_pending
 from meters.usage import Usage, meter_usage
 from products.models import (
     Invoice,
@@ -195,7 +196,10 @@ def close_period(subscription_id: str, *, now: datetime) -> Invoice | None:
     """Invoice the subscription's current period if it has ended by `now`; None otherwise."""
     with transaction.atomic():
         subscription = (
-            Subscription.objects.select_for_update(skip_locked=True, of=("self",))
+            # NO KEY: a concurrent credit deduction inserting this period's first checkpoint
+            # holds KEY SHARE on the subscription through its foreign key; FOR UPDATE would
+            # deadlock with it.
+            Subscription.objects.select_for_update(skip_locked=True, of=("self",), no_key=True)
             .select_related("product", "customer")
             .filter(
                 subscription_id=subscription_id,
@@ -290,7 +294,12 @@ def due_subscription_ids(*, now: datetime) -> list[str]:
 
 
 def run_billing_cycle(*, now: datetime) -> list[Invoice]:
-    """Close every period that has ended by `now`, catching up several periods if needed."""
+    """Close every period that has ended by `now`, catching up several periods if needed.
+
+    Pending ingest batches are rolled up first: usage is exact either way (events not yet rolled
+    up are read raw), but with a backlog every invoice would re-read it.
+    """
+    roll_up_all_pending()
     invoices = []
     for subscription_id in due_subscription_ids(now=now):
         while (invoice := close_period(subscription_id, now=now)) is not None:
