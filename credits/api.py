@@ -309,7 +309,11 @@ class LedgerListView(APIView):
     def get(self, request, entitlement_id: str, customer_id: str):
         balance = _balance_or_404(entitlement_id, customer_id)
         params = request.query_params
-        entries = balance.entries.select_related("balance")
+        # Newest first in the order the changes were made (ids grow under the balance's lock),
+        # so the first entry's balance_after is the balance. `created_at` is when a change took
+        # effect, and a period's close dates its deductions at the run but its expiry and next
+        # grant at the period boundary: sorting by it would misorder them.
+        entries = balance.entries.select_related("balance").order_by("-id")
         start = parse_query_datetime(params, "start_date")
         end = parse_query_datetime(params, "end_date")
         if start is not None:

@@ -5,7 +5,13 @@ overage settlement, the next cycle's grants).
 Deduction works from a checkpoint per subscription, meter and period (`UsageDeduction`): each run
 computes what the period's usage so far is worth in credits, rounded once to the entitlement's
 precision, and deducts only the difference from what was already taken, under the checkpoint's
-row lock. Runs can repeat or overlap on several workers; usage is deducted exactly once.
+row lock. Runs can repeat or overlap on several workers; usage is deducted exactly once. A run
+never counts usage over a shorter window than an earlier run did (the checkpoint's `updated_at`
+is that run's clock), so a worker with an older clock never hands credits back.
+
+Lock order, so that workers never deadlock: checkpoints before balances; a deduction or expiry
+transaction holds one checkpoint and one balance at most, and closing a period (which holds
+several) takes all its checkpoints first, then its balances in entitlement-id order.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from django.db import IntegrityError, transaction
 
 from credits import ledger
 from credits.ledger import ZERO, CreditRules
-from credits.models import GrantSource, ProductCreditEntitlement, UsageDeduction
+from credits.models import GrantSource, ProductCreditEntitlement, TransactionType, UsageDeduction
 from meters.usage import meter_usage
 from products.models import ProductMeter, Subscription, SubscriptionStatus
 from products.periods import Period
@@ -55,7 +61,10 @@ def _checkpoint(subscription: Subscription, product_meter: ProductMeter, period:
                 subscription=subscription,
                 meter_id=product_meter.meter_id,
                 period_index=period.index,
-                defaults={"credit_entitlement_id": product_meter.credit_entitlement_id},
+                defaults={
+                    "credit_entitlement_id": product_meter.credit_entitlement_id,
+                    "updated_at": period.start,  # nothing counted yet
+                },
             )
     except IntegrityError:
         pass  # a concurrent run created it
@@ -75,8 +84,12 @@ def deduct_meter_usage(
     """Bring one meter's deduction for the period up to date with usage in [start, until)."""
     rules = credit_rules(product_meter)
     checkpoint = _checkpoint(subscription, product_meter, period)
+    # An earlier run (or the period's close) already counted usage up to its clock: never count
+    # less, or a worker that read the clock (or the open period) before it would give back
+    # credits for usage that did happen.
+    counted_until = max(until, checkpoint.updated_at)
     usage = meter_usage(
-        product_meter.meter, subscription.customer_id, period.start, min(until, period.end)
+        product_meter.meter, subscription.customer_id, period.start, min(counted_until, period.end)
     )
     free = Decimal(product_meter.free_threshold)
     chargeable = max(usage.quantity - free, ZERO)
@@ -102,7 +115,7 @@ def deduct_meter_usage(
             _give_back(balance, -delta, checkpoint, rules=rules, now=now, reference=reference)
     checkpoint.consumed_units = usage.quantity
     checkpoint.credits_due = credits_due
-    checkpoint.updated_at = now
+    checkpoint.updated_at = max(now, counted_until)
     checkpoint.save()
     return CreditLine(
         product_meter=product_meter,
@@ -127,7 +140,7 @@ def _give_back(balance, amount: Decimal, checkpoint, *, rules, now, reference) -
             rules=rules,
             now=now,
             source_type=GrantSource.API,
-            transaction_type="refund",
+            transaction_type=TransactionType.REFUND,
             description="Usage decreased; credits returned.",
             reference=reference,
         )
@@ -152,8 +165,8 @@ def deduct_subscription(subscription_id: str, *, now: datetime) -> int:
     for product_meter in credit_meters(subscription):
         with transaction.atomic():
             deduct_meter_usage(subscription, product_meter, period, until=now, now=now)
-            expire_due_grants(subscription, as_of=now, now=now)
         done += 1
+    expire_due_grants(subscription, as_of=now, now=now)
     return done
 
 
@@ -171,21 +184,24 @@ def run_deductions(*, now: datetime) -> int:
 
 
 def _links(subscription: Subscription) -> list[ProductCreditEntitlement]:
+    """The product's entitlements in entitlement-id order, the order their balances are locked."""
     return list(
-        ProductCreditEntitlement.objects.filter(product_id=subscription.product_id).select_related(
-            "credit_entitlement"
-        )
+        ProductCreditEntitlement.objects.filter(product_id=subscription.product_id)
+        .select_related("credit_entitlement")
+        .order_by("credit_entitlement_id")
     )
 
 
 def expire_due_grants(subscription: Subscription, *, as_of: datetime, now: datetime) -> None:
+    """Expire due grants, each balance in its own transaction (one balance lock at a time)."""
     for link in _links(subscription):
-        balance = ledger.locked_balance(
-            link.credit_entitlement_id, subscription.customer_id, now=now
-        )
-        ledger.expire_grants(
-            balance, rules=CreditRules.of(link.credit_entitlement, link), as_of=as_of
-        )
+        with transaction.atomic():
+            balance = ledger.locked_balance(
+                link.credit_entitlement_id, subscription.customer_id, now=now
+            )
+            ledger.expire_grants(
+                balance, rules=CreditRules.of(link.credit_entitlement, link), as_of=as_of
+            )
 
 
 def grant_period_credits(subscription: Subscription, period: Period, *, now: datetime) -> None:
@@ -223,12 +239,20 @@ def close_credit_period(
     subscription: Subscription, period: Period, *, now: datetime
 ) -> tuple[list[CreditLine], list[OverageCharge]]:
     """The credit side of closing a period, inside the billing transaction."""
+    meters = credit_meters(subscription)
+    links = _links(subscription)
+    # Every checkpoint first, then every balance in entitlement-id order (see the lock order).
+    for product_meter in meters:
+        _checkpoint(subscription, product_meter, period)
+    for entitlement_id in sorted(
+        {link.credit_entitlement_id for link in links} | {pm.credit_entitlement_id for pm in meters}
+    ):
+        ledger.locked_balance(entitlement_id, subscription.customer_id, now=now)
     lines = [
-        deduct_meter_usage(subscription, pm, period, until=period.end, now=now)
-        for pm in credit_meters(subscription)
+        deduct_meter_usage(subscription, pm, period, until=period.end, now=now) for pm in meters
     ]
     charges = []
-    for link in _links(subscription):
+    for link in links:
         rules = CreditRules.of(link.credit_entitlement, link)
         balance = ledger.locked_balance(
             link.credit_entitlement_id, subscription.customer_id, now=now

@@ -234,6 +234,13 @@ def validate_links(entries: object) -> list[dict]:
         amount = _decimal(entry.get("credits_amount"))
         if amount is None or amount <= 0:
             _error(errors, prefix + "credits_amount", "Must be a decimal number greater than 0.")
+        elif -amount.normalize().as_tuple().exponent > entitlement.precision:
+            # Granted as is every cycle: never rounded to the entitlement's precision.
+            _error(
+                errors,
+                prefix + "credits_amount",
+                f"At most {entitlement.precision} decimal places (the entitlement's precision).",
+            )
         values = {field: entry.get(field) for field in LINK_OVERRIDES}
         check_settings(values, errors, prefix)
         links.append({"credit_entitlement": entitlement, "credits_amount": amount, **values})
