@@ -65,6 +65,15 @@ class CreditEntitlement(models.Model):
 
     class Meta:
         ordering = ["-created_at", "id"]
+        constraints = [
+            # Checked in credits/services.py for a clear answer; here so that two concurrent
+            # creates cannot both win.
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=models.Q(deleted_at__isnull=True),
+                name="credit_entitlement_live_name_unique",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.unit})"

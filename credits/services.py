@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from billing_site.errors import Conflict, InvalidInput, NotFound
 from credits.models import CreditEntitlement, OverageBehavior, ProductCreditEntitlement
@@ -146,8 +146,18 @@ def create_entitlement(*, now: datetime, precision: int, **values) -> CreditEnti
     values.setdefault("overage_behavior", OverageBehavior.FORGIVE_AT_RESET)
     entitlement = CreditEntitlement(precision=precision, created_at=now, updated_at=now, **values)
     _check_entitlement(entitlement)
-    entitlement.save()
+    _save(entitlement)
     return entitlement
+
+
+def _save(entitlement: CreditEntitlement) -> None:
+    try:
+        with transaction.atomic():
+            entitlement.save()
+    except IntegrityError:
+        raise NameTaken(
+            f"A credit entitlement named {entitlement.name!r} already exists."
+        ) from None
 
 
 def update_entitlement(
@@ -166,7 +176,7 @@ def update_entitlement(
             entitlement.overage_behavior = OverageBehavior.FORGIVE_AT_RESET
         entitlement.updated_at = now
         _check_entitlement(entitlement)
-        entitlement.save()
+        _save(entitlement)
     return entitlement
 
 
