@@ -6,6 +6,7 @@ folder, and with no REDIS_URL Celery uses kombu's filesystem transport: no syste
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -20,6 +21,9 @@ def embedded_database_url(data_dir: Path) -> str:
     """
     import pgserver
     import psycopg
+
+    # pgserver logs from an atexit hook, after pytest or a command has closed its streams.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir, cleanup_mode=None)
