@@ -41,8 +41,12 @@ def _reject_constant(name: str):
 
 
 def exact_loads(text: str | bytes) -> object:
-    """Parse JSON with exact decimals; NaN and Infinity (not JSON) raise ValueError."""
-    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    """Parse JSON with exact decimals; NaN and Infinity (not JSON) raise ValueError, and so does
+    nesting too deep for the parser (its RecursionError would be a 500)."""
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
 
 
 class ExactJSONEncoder(json.JSONEncoder):

@@ -1,4 +1,4 @@
-"""API keys: created by staff, shown once, stored only as a hash, revocable."""
+"""API keys: created by staff, shown once, stored hashed; revocable, scoped, rate-limited."""
 
 from __future__ import annotations
 
@@ -22,11 +22,34 @@ class ApiKeyQuerySet(models.QuerySet):
 
 
 class ApiKey(models.Model):
+    class Scope(models.TextChoices):
+        FULL = "full", "Full access"
+        READ_ONLY = "read_only", "Read only (GET, HEAD, OPTIONS)"
+        INGEST_ONLY = "ingest_only", "Ingest only (POST /api/events/ingest)"
+
     name = models.CharField(max_length=100)
     key_prefix = models.CharField(
         max_length=16, editable=False, help_text="The first characters, to recognise a key."
     )
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scope = models.CharField(
+        max_length=16,
+        choices=Scope.choices,
+        default=Scope.FULL,
+        help_text="What the key may do; a refused request answers 403 and changes nothing.",
+    )
+    rate_limit_per_second = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests per second (burst). Empty: the default, API_RATE_LIMIT_PER_SECOND "
+        "(40). 0: no per-second limit.",
+    )
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests per minute (sustained). Empty: the default, "
+        "API_RATE_LIMIT_PER_MINUTE (240). 0: no per-minute limit.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
@@ -47,10 +70,26 @@ class ApiKey(models.Model):
         return self.revoked_at is None
 
     @classmethod
-    def create(cls, *, name: str) -> tuple[ApiKey, str]:
+    def create(
+        cls,
+        *,
+        name: str,
+        scope: str = Scope.FULL,
+        rate_limit_per_second: int | None = None,
+        rate_limit_per_minute: int | None = None,
+    ) -> tuple[ApiKey, str]:
         """Create a key; return it with its raw value, which is never stored or shown again."""
+        if scope not in cls.Scope.values:
+            raise ValueError(f"unknown scope {scope!r}; use one of {', '.join(cls.Scope.values)}")
         raw_key = KEY_PREFIX + secrets.token_urlsafe(32)
-        api_key = cls.objects.create(name=name, key_prefix=raw_key[:12], key_hash=hash_key(raw_key))
+        api_key = cls.objects.create(
+            name=name,
+            key_prefix=raw_key[:12],
+            key_hash=hash_key(raw_key),
+            scope=scope,
+            rate_limit_per_second=rate_limit_per_second,
+            rate_limit_per_minute=rate_limit_per_minute,
+        )
         return api_key, raw_key
 
     def revoke(self, *, now=None) -> None:

@@ -44,6 +44,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "billing_site.api.middleware.DatabaseUnavailableMiddleware",
+    "billing_site.api.ratelimit.RateLimitMiddleware",  # /api/ only; see API_RATE_LIMIT_* below
+    "billing_site.api.middleware.RefuseNulMiddleware",  # NUL in an /api/ URL: 404 or 422
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -109,7 +111,8 @@ BUSINESS_ID = os.environ.get("BUSINESS_ID", "bus_selfhosted")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["billing_site.api.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["billing_site.api.permissions.HasApiKey"],
+    # A valid key whose scope (full, read_only, ingest_only) allows the request.
+    "DEFAULT_PERMISSION_CLASSES": ["billing_site.api.permissions.ApiKeyScopePermission"],
     "DEFAULT_PAGINATION_CLASS": "billing_site.api.pagination.PageNumberPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["billing_site.api.renderers.ExactJSONRenderer"],
@@ -118,6 +121,15 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
+
+# Rate limits on /api/ (billing_site/api/ratelimit.py), requests per second and per minute; 0 turns
+# a window off. Per API key (overridable per key in the admin); without a valid key, per client IP.
+# Shared through Redis when REDIS_URL is set, else counted in each process.
+API_RATE_LIMIT_PER_SECOND = int(os.environ.get("API_RATE_LIMIT_PER_SECOND", "40"))
+API_RATE_LIMIT_PER_MINUTE = int(os.environ.get("API_RATE_LIMIT_PER_MINUTE", "240"))
+API_RATE_LIMIT_ANON_PER_SECOND = int(os.environ.get("API_RATE_LIMIT_ANON_PER_SECOND", "20"))
+API_RATE_LIMIT_ANON_PER_MINUTE = int(os.environ.get("API_RATE_LIMIT_ANON_PER_MINUTE", "100"))
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Usage billing API",
     "DESCRIPTION": "Wire-compatible with the usage-billing part of the Dodo Payments API.",

@@ -115,7 +115,7 @@ class EntitlementDetailView(APIView):
     @extend_schema(request=EntitlementInputSerializer)
     def patch(self, request, entitlement_id: str):
         entitlement = services.entitlement_or_404(entitlement_id)
-        if "precision" in request.data:
+        if isinstance(request.data, dict) and "precision" in request.data:  # `null` is a body too
             raise ValidationError({"precision": ["Cannot be changed after creation."]})
         data = EntitlementInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)

@@ -14,10 +14,19 @@ from django.db import IntegrityError, transaction
 from billing_site.errors import Conflict, InvalidInput, NotFound
 from credits.models import CreditEntitlement, OverageBehavior, ProductCreditEntitlement
 from products.models import Product
-from products.money import CURRENCIES
+from products.money import CURRENCIES, decimal_digits
 from products.periods import INTERVAL_UNITS
 
 MAX_ENTITLEMENTS_PER_PRODUCT = 5
+# Bounds that keep every setting storable (integer columns) and every date computed from it in
+# range: a grant expiring after more days than datetime can reach would fail when it is granted.
+MAX_EXPIRES_AFTER_DAYS = 36_500  # 100 years; null means never
+MAX_ROLLOVER_TIMEFRAME_COUNT = 1000  # as a product's payment_frequency_count
+MAX_INTEGER_COLUMN = 2**31 - 1
+# Decimals (price_per_unit, overage_limit, credits_amount) as event numbers: sane for billing
+# arithmetic and storable (1e999999 overflows the numeric column).
+MAX_DECIMAL = Decimal("1e20")
+MAX_DECIMAL_PLACES = 20
 SETTINGS = (
     "name",
     "description",
@@ -45,13 +54,16 @@ def _error(errors: list[dict], field: str, message: str) -> None:
 
 
 def _decimal(value: object) -> Decimal | None:
+    """A finite decimal below 1e20 with at most 20 places, else None."""
     if value is None or isinstance(value, bool):
         return None
     try:
         number = Decimal(str(value))
     except InvalidOperation:
         return None
-    return number if number.is_finite() else None
+    if not number.is_finite() or number.copy_abs() >= MAX_DECIMAL:
+        return None
+    return number if decimal_digits(number)[1] <= MAX_DECIMAL_PLACES else None
 
 
 def check_settings(values: dict, errors: list[dict], prefix: str = "") -> None:
@@ -70,17 +82,21 @@ def check_settings(values: dict, errors: list[dict], prefix: str = "") -> None:
             bound = f"from {minimum} to {maximum}" if maximum is not None else f"{minimum} or more"
             _error(errors, prefix + field, f"Must be a whole number {bound}.")
 
-    whole("expires_after_days", 1)
+    whole("expires_after_days", 1, MAX_EXPIRES_AFTER_DAYS)
     whole("rollover_percentage", 0, 100)
-    whole("rollover_timeframe_count", 1)
-    whole("max_rollover_count", 0)
+    whole("rollover_timeframe_count", 1, MAX_ROLLOVER_TIMEFRAME_COUNT)
+    whole("max_rollover_count", 0, MAX_INTEGER_COLUMN)
     whole("low_balance_threshold_percent", 0, 100)
     for field in ("price_per_unit", "overage_limit"):
         raw = values.get(field)
         if raw is not None:
             number = _decimal(raw)
             if number is None or number < 0:
-                _error(errors, prefix + field, "Must be a decimal number, 0 or more.")
+                _error(
+                    errors,
+                    prefix + field,
+                    "Must be a decimal number, 0 or more, below 1e20 with at most 20 decimals.",
+                )
             else:
                 values[field] = number
     if values.get("currency") is not None and values["currency"] not in CURRENCIES:
@@ -243,8 +259,12 @@ def validate_links(entries: object) -> list[dict]:
         seen.add(entitlement_id)
         amount = _decimal(entry.get("credits_amount"))
         if amount is None or amount <= 0:
-            _error(errors, prefix + "credits_amount", "Must be a decimal number greater than 0.")
-        elif -amount.normalize().as_tuple().exponent > entitlement.precision:
+            _error(
+                errors,
+                prefix + "credits_amount",
+                "Must be a decimal number greater than 0 and below 1e20.",
+            )
+        elif decimal_digits(amount)[1] > entitlement.precision:  # exact, unlike normalize()
             # Granted as is every cycle: never rounded to the entitlement's precision.
             _error(
                 errors,

@@ -116,7 +116,11 @@ def _check_timestamp(
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)  # Dodo's rule: a time without offset is UTC
-    moment = moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable UTC time
+        problems.add(index, "timestamp", "INVALID_TIMESTAMP", f"{raw!r} is out of range.")
+        return None
     future_limit = now + timedelta(seconds=settings.EVENT_FUTURE_TOLERANCE_SECONDS)
     if moment > future_limit:
         problems.add(
@@ -142,7 +146,8 @@ def _check_number(problems: _Problems, index: int, key: str, value: int | Decima
     field = f"metadata.{key}"
     try:
         number = Decimal(value)
-        magnitude_ok = abs(number) < MAX_NUMBER_MAGNITUDE
+        # copy_abs, not abs(): exact, where abs() rounds to the context and overflows (1e999999999)
+        magnitude_ok = number.copy_abs() < MAX_NUMBER_MAGNITUDE
         exponent = number.as_tuple().exponent
         fraction_ok = not isinstance(exponent, int) or -exponent <= MAX_FRACTION_DIGITS
     except (InvalidOperation, ValueError):
@@ -292,10 +297,16 @@ SELECT coalesce((SELECT stored FROM batch), 0)
 
 @contextmanager
 def _binary_cursor() -> Iterator[psycopg.Cursor]:
-    """A server-side-binding cursor on Django's connection (so inside its transaction), raising
-    `django.db` errors like Django's own cursor does."""
+    """A server-side-binding cursor on Django's connection (so inside its transaction), wrapped
+    as Django wraps its own: `django.db` errors, execute wrappers, and DEBUG query logging."""
     connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    with connection.wrap_database_errors:
+        raw = psycopg.Cursor(connection.connection)
+    if connection.queries_logged:
+        wrapped = connection.make_debug_cursor(raw)
+    else:
+        wrapped = connection.make_cursor(raw)
+    with wrapped as cursor:
         yield cursor
 
 

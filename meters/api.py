@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing_site.api.fields import parse_query_bool
-from billing_site.api.serializers import BusinessIdField
+from billing_site.api.serializers import SCALAR_SCHEMA, BusinessIdField
 from billing_site.jsonutil import ExactJSONEncoder
 from meters import services
-from meters.filters import homogeneous
+from meters.filters import CONJUNCTIONS, MAX_CLAUSES, MAX_KEY_LENGTH, OPERATORS, homogeneous
 from meters.models import Meter
 
 
@@ -55,6 +55,62 @@ class MeterSerializer(serializers.ModelSerializer):
         return homogeneous(meter.filter)
 
 
+# Schemas for the OpenAPI document only (the meter rules validate): they let clients, and the
+# schema fuzz tests, build near-valid meters instead of arbitrary JSON.
+AGGREGATION_SCHEMA = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {"type": "string", "enum": ["count", "sum", "max", "last"]},
+        "key": {"type": "string", "maxLength": 100, "nullable": True},
+    },
+}
+_CONDITION_SCHEMA = {
+    "type": "object",
+    "required": ["key", "operator", "value"],
+    "properties": {
+        "key": {"type": "string", "maxLength": MAX_KEY_LENGTH},
+        "operator": {"type": "string", "enum": list(OPERATORS)},
+        "value": SCALAR_SCHEMA,
+    },
+}
+
+
+def _group_schema(clauses: dict) -> dict:
+    return {
+        "type": "object",
+        "required": ["conjunction", "clauses"],
+        "properties": {
+            "conjunction": {"type": "string", "enum": list(CONJUNCTIONS)},
+            "clauses": {"type": "array", "minItems": 1, "maxItems": MAX_CLAUSES, "items": clauses},
+        },
+    }
+
+
+# Up to 3 levels: conditions, or groups of conditions, or groups of those.
+FILTER_SCHEMA = {
+    **_group_schema(
+        {
+            "oneOf": [
+                _CONDITION_SCHEMA,
+                _group_schema({"oneOf": [_CONDITION_SCHEMA, _group_schema(_CONDITION_SCHEMA)]}),
+            ]
+        }
+    ),
+    "nullable": True,
+}
+
+
+@extend_schema_field(AGGREGATION_SCHEMA)
+class AggregationField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(FILTER_SCHEMA)
+class FilterField(serializers.JSONField):
+    pass
+
+
 class MeterInputSerializer(serializers.Serializer):
     """Plain fields; `aggregation` and `filter` are checked by the meter rules, which name
     every bad field (`filter.clauses[1].operator`)."""
@@ -67,8 +123,8 @@ class MeterInputSerializer(serializers.Serializer):
     measurement_unit = serializers.CharField(max_length=100)
     # The exact encoder: bodies are parsed with Decimal numbers, which DRF's check (a plain
     # `json.dumps`) would refuse as "not valid JSON".
-    aggregation = serializers.JSONField(encoder=ExactJSONEncoder)
-    filter = serializers.JSONField(required=False, allow_null=True, encoder=ExactJSONEncoder)
+    aggregation = AggregationField(encoder=ExactJSONEncoder)
+    filter = FilterField(required=False, allow_null=True, encoder=ExactJSONEncoder)
 
 
 KEPT_WHEN_NULL = ("name", "event_name", "measurement_unit", "aggregation")

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
 from billing_site.errors import InvalidInput
 from billing_site.jsonutil import exact_dumps, exact_loads
@@ -136,7 +136,15 @@ def preview(draft: Draft, *, now: datetime, sample_size: int = SAMPLE_SIZE) -> P
     valid_sql, value_sql, value_params = event_value_sql(meter)
     key = draft.aggregation_key or ""
     window = "e.event_name = %s AND e.timestamp >= %s AND e.timestamp <= %s"
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Read the window through the (event_name, timestamp) index. Events are stored roughly in
+        # timestamp order, so a week of one name lies within a week's share of the table's pages;
+        # but the planner, knowing only that event_name (the index's first column) is not ordered
+        # on disk, expects the rows spread over every page and scans the whole table instead
+        # (10M events over 30 days: 1.4 GB read instead of 0.3 GB). JIT, triggered by the same
+        # overestimated costs, would compile for longer than it saves on these rows.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute(
             f"""
             SELECT count(*),

@@ -94,14 +94,28 @@ _NO_LAST = (
 )
 
 
+def _last_columns(ts: str, pk: str, value: str, condition: str) -> str:
+    """last_value, last_timestamp, last_event_pk of the row with the latest (ts, pk).
+
+    `max` over numeric arrays compares element by element, so [epoch, pk, value] finds the latest
+    row without sorting: an ordered `array_agg` sorted every group and made the planner sort all
+    input rows. EXTRACT returns an exact numeric (PostgreSQL 14+) and the value is returned as
+    stored, so nothing is rounded; rows failing `condition` are left out, as NULLS LAST did.
+    """
+    latest = (
+        f"max(ARRAY[extract(epoch FROM {ts}), {pk}::numeric, {value}]) FILTER (WHERE {condition})"
+    )
+    return (
+        f"({latest})[3] AS last_value, "
+        f"max({ts}) FILTER (WHERE {condition}) AS last_timestamp, "
+        f"(({latest})[2])::bigint AS last_event_pk"
+    )
+
+
 def raw_aggregate_columns(meter: Meter) -> str:
     """Aggregate columns over rows of (pk, ts, valid, value), in bucket column order."""
     if meter.aggregation_type == Aggregation.LAST:
-        last = (
-            "(array_agg(value ORDER BY ts DESC, pk DESC) FILTER (WHERE valid))[1] AS last_value, "
-            "max(ts) FILTER (WHERE valid) AS last_timestamp, "
-            "(array_agg(pk ORDER BY ts DESC, pk DESC) FILTER (WHERE valid))[1] AS last_event_pk"
-        )
+        last = _last_columns("ts", "pk", "value", "valid")
     else:
         last = _NO_LAST
     return (
@@ -114,12 +128,8 @@ def raw_aggregate_columns(meter: Meter) -> str:
 def merged_aggregate_columns(meter: Meter) -> str:
     """Aggregate columns that combine bucket-shaped rows into one."""
     if meter.aggregation_type == Aggregation.LAST:
-        last = (
-            "(array_agg(last_value ORDER BY last_timestamp DESC NULLS LAST,"
-            " last_event_pk DESC NULLS LAST))[1] AS last_value, "
-            "max(last_timestamp) AS last_timestamp, "
-            "(array_agg(last_event_pk ORDER BY last_timestamp DESC NULLS LAST,"
-            " last_event_pk DESC NULLS LAST))[1] AS last_event_pk"
+        last = _last_columns(
+            "last_timestamp", "last_event_pk", "last_value", "last_timestamp IS NOT NULL"
         )
     else:
         last = _NO_LAST

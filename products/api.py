@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,9 +18,12 @@ from billing_site.api.pagination import PageNumberPagination, page_params
 from billing_site.api.serializers import BusinessIdField, MetadataField
 from billing_site.errors import NotFound
 from billing_site.jsonutil import ExactJSONEncoder
+from credits.services import MAX_EXPIRES_AFTER_DAYS
 from products import services
 from products.history import usage_history
 from products.models import Customer, Invoice, Product, Subscription
+from products.money import CURRENCIES
+from products.periods import INTERVAL_UNITS
 
 
 class CustomerSerializer(serializers.ModelSerializer):
@@ -188,6 +191,126 @@ def _timestamp(moment) -> str:
     return serializers.DateTimeField().to_representation(moment)
 
 
+# Schemas for the OpenAPI document only (products/services.py validates, naming each bad field):
+# they let clients, and the schema fuzz tests, build near-valid prices instead of arbitrary JSON.
+_DECIMAL_SCHEMA = {"type": "string", "description": 'A decimal, such as "0.5".'}
+_PRICE_SCHEMA = {
+    "type": "string",
+    "pattern": r"^[0-9]{1,5}(\.[0-9]{1,12})?$",
+    "description": 'Minor units per unit, greater than 0: "0.1" is a tenth of a cent.',
+}
+_FREE_THRESHOLD_SCHEMA = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": services.MAX_FREE_THRESHOLD,
+    "nullable": True,
+}
+_MONEY_METER_SCHEMA = {
+    "type": "object",
+    "required": ["meter_id", "price_per_unit"],
+    "properties": {
+        "meter_id": {"type": "string"},
+        "price_per_unit": _PRICE_SCHEMA,
+        "free_threshold": _FREE_THRESHOLD_SCHEMA,
+    },
+}
+_CREDIT_METER_SCHEMA = {
+    "type": "object",
+    "required": ["meter_id", "credit_entitlement_id", "meter_units_per_credit"],
+    "properties": {
+        "meter_id": {"type": "string"},
+        "credit_entitlement_id": {"type": "string"},
+        "meter_units_per_credit": _PRICE_SCHEMA,
+        "free_threshold": _FREE_THRESHOLD_SCHEMA,
+    },
+}
+PRICE_SCHEMA = {
+    "type": "object",
+    "required": ["type", "currency", "payment_frequency_interval"],
+    "properties": {
+        "type": {"type": "string", "enum": ["usage_based_price"]},
+        "currency": {"type": "string", "enum": sorted(CURRENCIES)},
+        "fixed_price": {"type": "integer", "minimum": 0, "maximum": services.MAX_FIXED_PRICE},
+        "payment_frequency_count": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "payment_frequency_interval": {"type": "string", "enum": list(INTERVAL_UNITS)},
+        "subscription_period_count": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": services.MAX_PERIOD_COUNT,
+        },
+        "subscription_period_interval": {"type": "string", "enum": list(INTERVAL_UNITS)},
+        "tax_inclusive": {"type": "boolean", "nullable": True},
+        "meters": {
+            "type": "array",
+            "maxItems": services.MAX_METERS_PER_PRODUCT,
+            "items": {"oneOf": [_MONEY_METER_SCHEMA, _CREDIT_METER_SCHEMA]},
+        },
+    },
+}
+CREDIT_LINKS_SCHEMA = {
+    "type": "array",
+    "maxItems": 5,
+    "items": {
+        "type": "object",
+        "required": ["credit_entitlement_id", "credits_amount"],
+        "properties": {
+            "credit_entitlement_id": {"type": "string"},
+            "credits_amount": _DECIMAL_SCHEMA,
+            "overage_enabled": {"type": "boolean", "nullable": True},
+            "overage_limit": {**_DECIMAL_SCHEMA, "nullable": True},
+            "price_per_unit": {**_DECIMAL_SCHEMA, "nullable": True},
+            "expires_after_days": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_EXPIRES_AFTER_DAYS,
+                "nullable": True,
+            },
+            "rollover_enabled": {"type": "boolean", "nullable": True},
+            "rollover_percentage": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 100,
+                "nullable": True,
+            },
+            "max_rollover_count": {"type": "integer", "minimum": 0, "nullable": True},
+        },
+    },
+}
+SUBSCRIPTION_CUSTOMER_SCHEMA = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["customer_id"],
+            "properties": {"customer_id": {"type": "string"}},
+        },
+        {
+            "type": "object",
+            "required": ["email", "name"],
+            "properties": {
+                "email": {"type": "string", "maxLength": 254},
+                "name": {"type": "string", "maxLength": 255},
+                "phone_number": {"type": "string", "maxLength": 32, "nullable": True},
+            },
+        },
+    ]
+}
+
+
+@extend_schema_field(PRICE_SCHEMA)
+class PriceField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(CREDIT_LINKS_SCHEMA)
+class CreditLinksField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(SUBSCRIPTION_CUSTOMER_SCHEMA)
+class SubscriptionCustomerField(serializers.JSONField):
+    pass
+
+
 class ProductInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=255)
     description = serializers.CharField(
@@ -196,9 +319,9 @@ class ProductInputSerializer(serializers.Serializer):
     tax_category = serializers.ChoiceField(
         choices=["digital_products", "saas", "e_book", "edtech", "live_tutoring"]
     )
-    price = serializers.JSONField(encoder=ExactJSONEncoder)
+    price = PriceField(encoder=ExactJSONEncoder)
     metadata = MetadataField(required=False)
-    credit_entitlements = serializers.JSONField(required=False, encoder=ExactJSONEncoder)
+    credit_entitlements = CreditLinksField(required=False, encoder=ExactJSONEncoder)
 
 
 def _products():
@@ -327,7 +450,7 @@ def _subscriptions():
 
 
 class SubscriptionInputSerializer(serializers.Serializer):
-    customer = serializers.JSONField(encoder=ExactJSONEncoder)
+    customer = SubscriptionCustomerField(encoder=ExactJSONEncoder)
     product_id = serializers.CharField(max_length=64)
     quantity = serializers.IntegerField()
     billing = serializers.JSONField(required=False, encoder=ExactJSONEncoder)

@@ -197,3 +197,16 @@ def format_minor(amount_minor: int, currency: str) -> str:
     exponent = currency_exponent(currency)
     major = Decimal(amount_minor).scaleb(-exponent)
     return f"{major:,.{exponent}f} {currency}"
+
+
+def decimal_digits(value: Decimal) -> tuple[int, int]:
+    """(integer digits, fraction digits) of a finite decimal, trailing zeros of the fraction not
+    counted: `1.50` -> (1, 1), `0.001` -> (0, 3), `1E+3` -> (4, 0). Exact at any size, where
+    `normalize()` rounds to 28 digits (passing `1.000…0001`) and overflows on `1e999999999`."""
+    _, digits, exponent = value.as_tuple()
+    if not any(digits):
+        return 0, 0
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    dropped = min(trailing_zeros, max(-exponent, 0))
+    exponent += dropped
+    return max(len(digits) - dropped + exponent, 0), max(-exponent, 0)

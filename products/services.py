@@ -19,12 +19,17 @@ from credits import services as credit_services
 from credits.deduction import grant_period_credits
 from meters.models import Meter
 from products.models import Customer, Product, ProductMeter, Subscription
-from products.money import CURRENCIES
+from products.money import CURRENCIES, decimal_digits
 from products.periods import INTERVAL_UNITS, BillingInterval, period_start
 
 MAX_METERS_PER_PRODUCT = 10
 MAX_PRICE_INTEGER_DIGITS = 5
 MAX_PRICE_FRACTION_DIGITS = 12
+# Storage bounds (bigint and integer columns), checked here so a larger value is a 422, not a 500.
+# The fixed price stays far below bigint so an invoice's total (fee + meter lines) always fits.
+MAX_FIXED_PRICE = 10**15
+MAX_FREE_THRESHOLD = 2**63 - 1
+MAX_PERIOD_COUNT = 2**31 - 1
 
 
 class UnsupportedAction(DomainError):
@@ -57,9 +62,7 @@ def parse_price_per_unit(raw: object, field: str) -> Decimal:
         raise _fail(field, f"{raw!r} is not a decimal number.") from None
     if not price.is_finite() or price <= 0:
         raise _fail(field, "Must be greater than 0.")
-    sign, digits, exponent = price.normalize().as_tuple()
-    fraction_digits = max(-exponent, 0)
-    integer_digits = max(len(digits) + exponent, 0)
+    integer_digits, fraction_digits = decimal_digits(price)  # exact, unlike normalize()
     if integer_digits > MAX_PRICE_INTEGER_DIGITS or fraction_digits > MAX_PRICE_FRACTION_DIGITS:
         raise _fail(field, "At most 5 integer and 12 fraction digits.")
     return price
@@ -86,8 +89,15 @@ def validate_meter_prices(entries: object) -> list[MeterPrice]:
             )
         seen.add(meter_id)
         free = entry.get("free_threshold") or 0
-        if isinstance(free, bool) or not isinstance(free, int) or free < 0:
-            raise _fail(f"{field}.free_threshold", "Must be a whole number of units, 0 or more.")
+        if (
+            isinstance(free, bool)
+            or not isinstance(free, int)
+            or not 0 <= free <= MAX_FREE_THRESHOLD
+        ):
+            raise _fail(
+                f"{field}.free_threshold",
+                f"Must be a whole number of units from 0 to {MAX_FREE_THRESHOLD}.",
+            )
         entitlement_id = entry.get("credit_entitlement_id")
         if entitlement_id is not None:
             # Billed in credits: usage after the free threshold / units per credit is deducted.
@@ -138,8 +148,11 @@ def validate_price(price: object) -> PriceSpec:
     if currency not in CURRENCIES:
         raise _fail("price.currency", "Must be an ISO 4217 currency code such as USD.")
     fixed = price.get("fixed_price", 0)
-    if isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < 0:
-        raise _fail("price.fixed_price", "Must be a whole amount in minor units, 0 or more.")
+    if isinstance(fixed, bool) or not isinstance(fixed, int) or not 0 <= fixed <= MAX_FIXED_PRICE:
+        raise _fail(
+            "price.fixed_price",
+            f"Must be a whole amount in minor units from 0 to {MAX_FIXED_PRICE}.",
+        )
     unit = price.get("payment_frequency_interval")
     if unit not in INTERVAL_UNITS:
         raise _fail(
@@ -150,8 +163,15 @@ def validate_price(price: object) -> PriceSpec:
         raise _fail("price.payment_frequency_count", "Must be a whole number from 1 to 1000.")
     period_count = price.get("subscription_period_count", 20)
     period_interval = price.get("subscription_period_interval", "Year")
-    if isinstance(period_count, bool) or not isinstance(period_count, int) or period_count < 1:
-        raise _fail("price.subscription_period_count", "Must be a whole number, 1 or more.")
+    if (
+        isinstance(period_count, bool)
+        or not isinstance(period_count, int)
+        or not 1 <= period_count <= MAX_PERIOD_COUNT
+    ):
+        raise _fail(
+            "price.subscription_period_count",
+            f"Must be a whole number from 1 to {MAX_PERIOD_COUNT}.",
+        )
     if period_interval not in INTERVAL_UNITS:
         raise _fail(
             "price.subscription_period_interval", f"Must be one of {', '.join(INTERVAL_UNITS)}."
@@ -304,6 +324,11 @@ def resolve_customer(data: object) -> Customer:
     email = data.get("email")
     if not isinstance(email, str) or "@" not in email:
         raise _fail("customer.email", "Is required when no customer_id is given.")
+    # The customer's columns, checked here as the customers API checks them (else a 500).
+    for name, limit in (("email", 254), ("name", 255), ("phone_number", 32)):
+        value = data.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > limit):
+            raise _fail(f"customer.{name}", f"Must be a string of at most {limit} characters.")
     customer = Customer.objects.filter(email__iexact=email).order_by("created_at").first()
     if customer is None:
         customer = Customer.objects.create(

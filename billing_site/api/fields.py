@@ -8,14 +8,18 @@ from rest_framework.exceptions import ValidationError
 
 
 def parse_datetime_value(raw: str) -> datetime:
-    """ISO 8601 with `Z` or an offset; a time without offset is UTC. Raises ValueError."""
+    """ISO 8601 with `Z` or an offset; a time without offset is UTC. Raises ValueError, also for
+    a time that is out of range in UTC (`0001-01-01T00:00+01:00`)."""
     raw = raw.strip()
     if "T" in raw:
         raw = raw.replace(" ", "+")  # an unencoded `+` in a query string arrives as a space
     moment = datetime.fromisoformat(raw)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{raw!r} is out of range") from None
 
 
 def parse_query_datetime(params, name: str) -> datetime | None:

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100
+MAX_SQL_OFFSET = 2**63 - 1
 
 
 def page_params(query_params) -> tuple[int, int]:
@@ -36,6 +37,8 @@ class PageNumberPagination(pagination.BasePagination):
     def paginate_queryset(self, queryset, request, view=None):
         page_number, page_size = page_params(request.query_params)
         offset = page_number * page_size
+        if offset + page_size > MAX_SQL_OFFSET:
+            return []  # past the end of any list, and beyond what LIMIT/OFFSET (bigint) can take
         return list(queryset[offset : offset + page_size])
 
     def get_paginated_response(self, data) -> Response:

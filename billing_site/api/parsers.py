@@ -2,10 +2,44 @@
 
 from __future__ import annotations
 
-from rest_framework.exceptions import ParseError
+import re
+
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 
 from billing_site.jsonutil import exact_loads
+
+# PostgreSQL text and jsonb cannot hold NUL, and a lone surrogate (`"\ud800"` is valid JSON) cannot
+# be encoded as UTF-8: no field can store either, wherever it sits in a body.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+MAX_REPORTED = 20
+
+
+def unstorable_strings(data: object) -> list[dict]:
+    """`{field, message}` for each key or string holding NUL or a lone surrogate, by full path
+    (`customer.email`, `metadata.k`, `price.meters[0].meter_id`). Iterative: bodies nest deep."""
+    errors: list[dict] = []
+    pending: list[tuple[str, object]] = [("", data)]
+    while pending and len(errors) < MAX_REPORTED:
+        path, value = pending.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and _UNSTORABLE.search(key):
+                    errors.append({"field": child, "message": _message(key)})
+                pending.append((child, item))
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+        elif isinstance(value, str) and _UNSTORABLE.search(value):
+            errors.append({"field": path or None, "message": _message(value)})
+    return errors
+
+
+def _message(text: str) -> str:
+    found = _UNSTORABLE.search(text).group()
+    if found == "\x00":
+        return "Null characters are not allowed."  # DRF's own words for its CharField
+    return f"Surrogate characters are not allowed: U+{ord(found):X}."
 
 
 class ExactJSONParser(JSONParser):
@@ -14,6 +48,12 @@ class ExactJSONParser(JSONParser):
         if not raw.strip():
             return {}  # the SDK sends `Content-Type: application/json` on body-less POSTs
         try:
-            return exact_loads(raw)
+            data = exact_loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"The body is not valid JSON: {exc}") from None
+        errors = unstorable_strings(data)
+        if errors:
+            raise ValidationError(
+                {e["field"] or "non_field_errors": [e["message"]] for e in errors}
+            )
+        return data

@@ -31,4 +31,7 @@ class ExactJSONRenderer(JSONRenderer):
             return b""
         text = exact_dumps(_plain(data))
         # As DRF does: these two are valid JSON but break JavaScript string literals.
-        return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        # A lone surrogate echoed from a refused request (a metadata key naming the bad field)
+        # cannot be UTF-8; it only ever sits inside a JSON string, where `\ud800` is its escape.
+        return text.encode("utf-8", "backslashreplace")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from events.ingest import MAX_METADATA_KEYS
+from events.ingest import MAX_FRACTION_DIGITS, MAX_METADATA_KEYS, MAX_NUMBER_MAGNITUDE
 
 
 class BusinessIdField(serializers.Field):
@@ -22,6 +23,28 @@ class BusinessIdField(serializers.Field):
         return settings.BUSINESS_ID
 
 
+# A JSON value that is a string, number or boolean, for schemas of flat metadata and filters.
+SCALAR_SCHEMA = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
+METADATA_SCHEMA = {
+    "type": "object",
+    "maxProperties": MAX_METADATA_KEYS,
+    "additionalProperties": {
+        "oneOf": [
+            {"type": "string", "maxLength": 500},
+            {
+                "type": "number",
+                "minimum": -int(MAX_NUMBER_MAGNITUDE),
+                "exclusiveMinimum": True,
+                "maximum": int(MAX_NUMBER_MAGNITUDE),
+                "exclusiveMaximum": True,
+            },
+            {"type": "boolean"},
+        ]
+    },
+}
+
+
+@extend_schema_field(METADATA_SCHEMA)
 class MetadataField(serializers.DictField):
     """Flat `{str: string | number | boolean}` metadata, as on Dodo objects."""
 
@@ -38,4 +61,18 @@ class MetadataField(serializers.DictField):
                 raise serializers.ValidationError(
                     f"{key}: values must be strings (at most 500 characters), numbers or booleans."
                 )
+            if not isinstance(item, bool | str) and not _storable_number(item):
+                # As on events: 1e999999 would overflow the jsonb numeric (a 500), NaN is no JSON.
+                raise serializers.ValidationError(
+                    f"{key}: numbers must be below 1e20 in magnitude with at most "
+                    f"{MAX_FRACTION_DIGITS} decimals."
+                )
         return value
+
+
+def _storable_number(value: int | float | Decimal) -> bool:
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite():
+        return False
+    exponent = number.as_tuple().exponent
+    return number.copy_abs() < MAX_NUMBER_MAGNITUDE and -exponent <= MAX_FRACTION_DIGITS

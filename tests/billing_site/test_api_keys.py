@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 
-from django.core.management import call_command
+import pytest
+from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from billing_site.models import ApiKey, hash_key
@@ -61,3 +62,74 @@ def test_openapi_schema_and_docs_are_served(api):
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
     assert b"cdn." not in docs.content
+
+
+def _create_with_command(*args: str) -> tuple[ApiKey, str]:
+    out = io.StringIO()
+    call_command("create_api_key", *args, stdout=out, stderr=io.StringIO())
+    raw_key = out.getvalue().strip().splitlines()[-1]
+    return ApiKey.objects.get(key_hash=hash_key(raw_key)), raw_key
+
+
+def test_command_sets_the_scope_and_the_rate_limits(db):
+    default, _ = _create_with_command("default")
+    assert default.scope == "full"
+    assert (default.rate_limit_per_second, default.rate_limit_per_minute) == (None, None)
+
+    reader, raw_key = _create_with_command(
+        "reader", "--scope", "read_only", "--rate-limit-per-second", "7"
+    )
+    assert reader.scope == "read_only"
+    assert (reader.rate_limit_per_second, reader.rate_limit_per_minute) == (7, None)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    assert client.get("/api/events").status_code == 200
+    response = client.post("/api/events/ingest", BODY, content_type="application/json")
+    assert response.status_code == 403
+    assert Event.objects.count() == 0
+
+    ingester, _ = _create_with_command(
+        "ingester", "--scope=ingest_only", "--rate-limit-per-minute=0"
+    )
+    assert ingester.scope == "ingest_only"
+    assert ingester.rate_limit_per_minute == 0
+
+
+def test_command_refuses_an_unknown_scope_or_a_negative_limit(db):
+    with pytest.raises(CommandError):
+        call_command("create_api_key", "x", "--scope", "admin", stderr=io.StringIO())
+    with pytest.raises(CommandError):
+        call_command("create_api_key", "x", scope="admin", stderr=io.StringIO())
+    with pytest.raises(CommandError):
+        call_command("create_api_key", "x", "--rate-limit-per-second", "-1", stderr=io.StringIO())
+    assert not ApiKey.objects.exists()
+
+
+def test_staff_create_a_scoped_key_in_the_admin_and_change_it(admin_client):
+    response = admin_client.post(
+        "/admin/billing_site/apikey/add/",
+        {"name": "dashboards", "scope": "read_only", "rate_limit_per_second": "5"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    [message] = [str(m) for m in response.context["messages"] if "API key is" in str(m)]
+    raw_key = message.split("The new API key is ")[1].split(" ")[0]
+    api_key = ApiKey.objects.get(key_hash=hash_key(raw_key))
+    assert (api_key.name, api_key.scope) == ("dashboards", "read_only")
+    assert (api_key.rate_limit_per_second, api_key.rate_limit_per_minute) == (5, None)
+
+    page = admin_client.get(f"/admin/billing_site/apikey/{api_key.pk}/change/")
+    assert page.status_code == 200
+    assert b"ingest_only" in page.content
+    admin_client.post(
+        f"/admin/billing_site/apikey/{api_key.pk}/change/",
+        {"name": "ingest", "scope": "ingest_only", "rate_limit_per_minute": "1000"},
+    )
+    api_key.refresh_from_db()
+    assert (api_key.name, api_key.scope) == ("ingest", "ingest_only")
+    assert (api_key.rate_limit_per_second, api_key.rate_limit_per_minute) == (None, 1000)
+    assert api_key.key_hash == hash_key(raw_key)  # editing never changes the key itself
+
+    listing = admin_client.get("/admin/billing_site/apikey/?scope__exact=ingest_only")
+    assert listing.status_code == 200
+    assert b"ingest" in listing.content
