@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing_site.api.fields import parse_query_bool, parse_query_datetime
-from billing_site.api.pagination import PageNumberPagination
+from billing_site.api.pagination import paged_response
 from billing_site.api.serializers import MetadataField
 from billing_site.errors import NotFound
 from billing_site.jsonutil import ExactJSONEncoder
@@ -30,13 +30,6 @@ def _text(value: Decimal | None) -> str | None:
 
 def _time(moment) -> str | None:
     return None if moment is None else serializers.DateTimeField().to_representation(moment)
-
-
-def _paged(request, queryset, render) -> Response:
-    paginator = PageNumberPagination()
-    return paginator.get_paginated_response(
-        [render(item) for item in paginator.paginate_queryset(queryset, request)]
-    )
 
 
 def entitlement_data(entitlement: CreditEntitlement) -> dict:
@@ -98,7 +91,7 @@ class EntitlementListCreateView(APIView):
     def get(self, request):
         deleted = parse_query_bool(request.query_params, "deleted")
         entitlements = CreditEntitlement.objects.filter(deleted_at__isnull=not deleted)
-        return _paged(request, entitlements, entitlement_data)
+        return paged_response(request, entitlements, entitlement_data)
 
     @extend_schema(request=EntitlementInputSerializer)
     def post(self, request):
@@ -219,7 +212,7 @@ class BalanceListView(APIView):
         )
         if request.query_params.get("customer_id"):
             balances = balances.filter(customer_id=request.query_params["customer_id"])
-        return _paged(request, balances, balance_data)
+        return paged_response(request, balances, balance_data)
 
 
 class BalanceDetailView(APIView):
@@ -322,7 +315,7 @@ class LedgerListView(APIView):
             entries = entries.filter(created_at__lte=end)
         if params.get("transaction_type"):
             entries = entries.filter(transaction_type=params["transaction_type"])
-        return _paged(request, entries, entry_data)
+        return paged_response(request, entries, entry_data)
 
 
 class GrantListView(APIView):
@@ -341,7 +334,7 @@ class GrantListView(APIView):
             grants = grants.filter(is_expired=False, remaining_amount=0)
         elif state:
             raise ValidationError({"status": ["Must be active, expired or depleted."]})
-        return _paged(request, grants, grant_data)
+        return paged_response(request, grants, grant_data)
 
 
 class CustomerEntitlementsView(APIView):

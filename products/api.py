@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing_site.api.fields import parse_query_bool, parse_query_datetime
-from billing_site.api.pagination import PageNumberPagination, page_params
+from billing_site.api.pagination import page_params, paged_response
 from billing_site.api.serializers import BusinessIdField, MetadataField
 from billing_site.errors import NotFound
 from billing_site.jsonutil import ExactJSONEncoder
@@ -336,9 +336,7 @@ class ProductListCreateView(APIView):
         archived = parse_query_bool(request.query_params, "archived")
         products = _products()
         products = products.filter(archived_at__isnull=False) if archived else products.active()
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(products, request)
-        return paginator.get_paginated_response([product_list_item(p) for p in page])
+        return paged_response(request, products, product_list_item)
 
     @extend_schema(request=ProductInputSerializer)
     def post(self, request):
@@ -471,9 +469,7 @@ class SubscriptionListCreateView(APIView):
         for field in ("customer_id", "product_id", "status"):
             if params.get(field):
                 subscriptions = subscriptions.filter(**{field: params[field]})
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(subscriptions, request)
-        return paginator.get_paginated_response([subscription_data(s) for s in page])
+        return paged_response(request, subscriptions, subscription_data)
 
     @extend_schema(request=SubscriptionInputSerializer)
     def post(self, request):
@@ -624,9 +620,7 @@ class InvoiceListView(APIView):
         for field in ("customer_id", "subscription_id", "status"):
             if params.get(field):
                 invoices = invoices.filter(**{field: params[field]})
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(invoices, request)
-        return paginator.get_paginated_response([invoice_data(i) for i in page])
+        return paged_response(request, invoices, invoice_data)
 
 
 class InvoiceDetailView(APIView):

@@ -67,3 +67,11 @@ class PageNumberPagination(pagination.BasePagination):
                 },
             },
         ]
+
+
+def paged_response(request, queryset, render) -> Response:
+    """One page of `queryset`, each item rendered to wire data by `render`."""
+    paginator = PageNumberPagination()
+    return paginator.get_paginated_response(
+        [render(item) for item in paginator.paginate_queryset(queryset, request)]
+    )
