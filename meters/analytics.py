@@ -253,13 +253,19 @@ class SeriesPoint:
 
 
 def usage_series(
-    meter: Meter, start: datetime, end: datetime, granularity: str
+    meter: Meter,
+    start: datetime,
+    end: datetime,
+    granularity: str,
+    customer_id: str | None = None,
 ) -> list[SeriesPoint]:
-    """Every period of the range, in order. A period without events is 0 for count and sum;
-    for max and last it has no value (a gap, not a zero)."""
+    """Every period of the range, in order (of one customer, or of all). A period without events
+    is 0 for count and sum; for max and last it has no value (a gap, not a zero)."""
     found = {
         moment: usage.quantity
-        for moment, usage in usage_series_query(meter, start, end, granularity)
+        for moment, usage in usage_series_query(
+            meter, start, end, granularity, customer_id=customer_id
+        )
     }
     empty = Decimal(0) if meter.aggregation_type in (Aggregation.COUNT, Aggregation.SUM) else None
     points = []

@@ -6,13 +6,18 @@ subscriptions change through products/services.py so the same rules hold as in t
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import admin
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
+from billing_site.views import plotly_src
+from meters import analytics
 from products.models import Customer, Invoice, InvoiceLine, Product, ProductMeter, Subscription
 from products.money import format_minor
 
@@ -76,6 +81,8 @@ class CustomerAdmin(admin.ModelAdmin):
             **(extra_context or {}),
             "credit_balances": balances,
             "usage_links": _usage_links(object_id),
+            "usage_charts": _usage_charts(object_id, now=timezone.now()),
+            "plotly_src": plotly_src(),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -95,6 +102,29 @@ def _usage_links(customer_id: str) -> list[tuple[str, str]]:
             continue
         links.append((product_meter.meter.name, f"{url}?customer={customer_id}"))
     return links
+
+
+CHART_DAYS = 30
+
+
+def _usage_charts(customer_id: str, *, now) -> list[dict]:
+    """Daily usage of the last 30 days for each meter the customer's products use."""
+    start = (now - timedelta(days=CHART_DAYS)).replace(hour=0, minute=0, second=0, microsecond=0)
+    meters = {
+        pm.meter_id: pm.meter
+        for pm in ProductMeter.objects.filter(
+            product__subscriptions__customer_id=customer_id
+        ).select_related("meter")
+    }
+    return [
+        {
+            "name": meter.name,
+            **analytics.plotly_series(
+                meter, analytics.usage_series(meter, start, now, "day", customer_id=customer_id)
+            ),
+        }
+        for meter in sorted(meters.values(), key=lambda m: m.name)
+    ]
 
 
 class ProductMeterInline(admin.TabularInline):

@@ -70,3 +70,22 @@ def test_visitors_and_non_staff_users_do_not_see_invoices(client, invoice):
     response = client.get(url)
     assert response.status_code == 302
     assert invoice.invoice_id not in response.content.decode()
+
+
+def test_the_customer_page_charts_daily_usage_per_meter(admin_client):
+    now = datetime.now(UTC)
+    calls = make_meter("API calls", "api.call", now=now - timedelta(days=40))
+    product = make_product([(calls, "1", 0)], now=now - timedelta(days=40), interval="Year")
+    subscription = subscribe(product, now=now - timedelta(days=40))
+    day = (now - timedelta(days=3)).replace(hour=12, minute=0, second=0, microsecond=0)
+    send_usage(subscription, "api.call", [{}] * 7, start=day, prefix="d")
+    send_usage(subscription, "api.call", [{}] * 2, start=day + timedelta(days=1), prefix="e")
+
+    page = admin_client.get(f"/admin/products/customer/{subscription.customer_id}/change/")
+    charts = page.context["usage_charts"]
+    [chart] = charts
+    by_day = dict(zip(chart["x"], chart["y"], strict=True))
+    assert by_day[day.replace(hour=0).isoformat()] == "7"
+    assert by_day[(day + timedelta(days=1)).replace(hour=0).isoformat()] == "2"
+    assert sum(int(value) for value in chart["y"]) == 9
+    assert 'id="customer-usage-1"' in page.content.decode()
