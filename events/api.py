@@ -12,7 +12,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing_site.api.fields import parse_query_datetime
+from billing_site.api.fields import filter_exact, parse_query_datetime
 from events.ingest import ingest
 from events.models import Event
 
@@ -57,9 +57,7 @@ class EventListView(generics.ListAPIView):
     def get_queryset(self):
         params = self.request.query_params
         events = Event.objects.all()
-        for field in ("customer_id", "event_name"):
-            if params.get(field):
-                events = events.filter(**{field: params[field]})
+        events = filter_exact(events, params, ("customer_id", "event_name"))
         if params.get("meter_id"):
             events = self._matching(events, params["meter_id"], params.get("event_name"))
         start = parse_query_datetime(params, "start")

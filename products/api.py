@@ -13,7 +13,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing_site.api.fields import parse_query_bool, parse_query_datetime
+from billing_site.api.fields import filter_exact, parse_query_bool, parse_query_datetime
 from billing_site.api.pagination import page_params, paged_response
 from billing_site.api.serializers import BusinessIdField, MetadataField
 from billing_site.errors import NotFound
@@ -466,9 +466,7 @@ class SubscriptionListCreateView(APIView):
     def get(self, request):
         params = request.query_params
         subscriptions = _subscriptions()
-        for field in ("customer_id", "product_id", "status"):
-            if params.get(field):
-                subscriptions = subscriptions.filter(**{field: params[field]})
+        subscriptions = filter_exact(subscriptions, params, ("customer_id", "product_id", "status"))
         return paged_response(request, subscriptions, subscription_data)
 
     @extend_schema(request=SubscriptionInputSerializer)
@@ -617,9 +615,7 @@ class InvoiceListView(APIView):
     def get(self, request):
         params = request.query_params
         invoices = _invoices()
-        for field in ("customer_id", "subscription_id", "status"):
-            if params.get(field):
-                invoices = invoices.filter(**{field: params[field]})
+        invoices = filter_exact(invoices, params, ("customer_id", "subscription_id", "status"))
         return paged_response(request, invoices, invoice_data)
 
 

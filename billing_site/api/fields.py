@@ -41,3 +41,11 @@ def parse_query_bool(params, name: str) -> bool | None:
     if raw.lower() in {"false", "0"}:
         return False
     raise ValidationError({name: ["Must be true or false."]})
+
+
+def filter_exact(queryset, params, fields: tuple[str, ...]):
+    """Narrow `queryset` by each of `fields` given (non-empty) in the query string."""
+    for field in fields:
+        if params.get(field):
+            queryset = queryset.filter(**{field: params[field]})
+    return queryset
