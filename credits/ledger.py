@@ -26,6 +26,7 @@ from credits.models import (
     TransactionType,
 )
 from products.periods import BillingInterval, add_interval
+from webhooks import emit as webhooks_emit
 
 ZERO = Decimal(0)
 
@@ -124,7 +125,7 @@ def _record(
     balance.save(update_fields=["balance", "overage", "last_transaction_at", "updated_at"])
     try:
         with transaction.atomic():
-            return LedgerEntry.objects.create(
+            entry = LedgerEntry.objects.create(
                 balance=balance,
                 transaction_type=transaction_type,
                 is_credit=balance_change > 0 or (balance_change == 0 and overage_change < 0),
@@ -148,6 +149,8 @@ def _record(
         raise IdempotencyKeyReused(
             f"The idempotency key {idempotency_key!r} was already used for this balance."
         ) from None
+    webhooks_emit.ledger_entry_recorded(entry)  # in this transaction: sent only if it commits
+    return entry
 
 
 def _check_key(balance: CreditBalance, idempotency_key: str | None) -> None:
@@ -268,6 +271,7 @@ def deduct(
     """Deduct from the balance (oldest grant first); what it cannot cover becomes overage up to
     the limit when overage is enabled, and is `blocked` beyond that."""
     _check_key(balance, idempotency_key)
+    balance_before = balance.balance
     from_balance = min(max(balance.balance, ZERO), amount)
     rest = amount - from_balance
     to_overage = ZERO
@@ -303,6 +307,7 @@ def deduct(
             idempotency_key=idempotency_key,
             **common,
         )
+    webhooks_emit.balance_deducted(balance, balance_before=balance_before)
     return Deduction(from_balance, to_overage, blocked)
 
 
