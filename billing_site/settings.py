@@ -7,16 +7,67 @@ import sys
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from billing_site.embedded import embedded_database_url, env_flag, filesystem_broker_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("BILLING_DATA_DIR", BASE_DIR / ".data"))
 
+# BILLING_ENV=production turns on every secure setting below and refuses to start without a real
+# SECRET_KEY and ALLOWED_HOSTS. The default, development, is what ./scripts/demo and ./scripts/test
+# run: plain HTTP on 127.0.0.1 with a development key.
+BILLING_ENV = os.environ.get("BILLING_ENV", "development").strip().lower()
+if BILLING_ENV not in ("development", "production"):
+    raise ImproperlyConfigured(
+        f"BILLING_ENV must be 'development' or 'production', not {BILLING_ENV!r}."
+    )
+PRODUCTION = BILLING_ENV == "production"
+
 DEBUG = env_flag("DEBUG", default=False)
 _insecure_dev_key = "insecure-development-key-set-SECRET_KEY-in-production"
-SECRET_KEY = os.environ.get("SECRET_KEY", _insecure_dev_key)
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+SECRET_KEY = os.environ.get("SECRET_KEY", "").strip() or _insecure_dev_key
+ALLOWED_HOSTS = [
+    h.strip()
+    for h in os.environ.get("ALLOWED_HOSTS", "" if PRODUCTION else "*").split(",")
+    if h.strip()
+]
+if PRODUCTION:
+    # Secrets come from the environment only; a missing one stops startup with its name.
+    _insecure = SECRET_KEY.startswith(("insecure-", "django-insecure-"))
+    if _insecure or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured(
+            "BILLING_ENV=production needs SECRET_KEY set in the environment to a random value "
+            "of at least 50 characters, e.g. the output of "
+            '`python -c "import secrets; print(secrets.token_urlsafe(50))"`.'
+        )
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured(
+            "BILLING_ENV=production needs ALLOWED_HOSTS: the comma-separated host names this "
+            "server answers to, e.g. billing.example.com."
+        )
+    if DEBUG:
+        raise ImproperlyConfigured("BILLING_ENV=production refuses DEBUG=true.")
+
+# HTTPS and browser protections; on in production, off for the plain-HTTP demo. Behind a proxy
+# that terminates TLS, set SECURE_PROXY_SSL_HEADER to the header it sets to "https" (e.g.
+# X-Forwarded-Proto), so requests that came in over HTTPS are recognised as secure.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_SSL_REDIRECT = env_flag("SECURE_SSL_REDIRECT", default=PRODUCTION)
+SECURE_HSTS_SECONDS = int(
+    os.environ.get("SECURE_HSTS_SECONDS", str(365 * 24 * 3600) if PRODUCTION else "0")
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_flag("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
+SECURE_HSTS_PRELOAD = env_flag("SECURE_HSTS_PRELOAD", default=PRODUCTION)
+if os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip():
+    _proxy_header = os.environ["SECURE_PROXY_SSL_HEADER"].strip().upper().replace("-", "_")
+    SECURE_PROXY_SSL_HEADER = (
+        _proxy_header if _proxy_header.startswith("HTTP_") else f"HTTP_{_proxy_header}",
+        "https",
+    )
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]
@@ -38,6 +89,8 @@ INSTALLED_APPS = [
     "meters",
     "products",
     "credits",
+    "audit",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -50,6 +103,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.middleware.AuditActorMiddleware",  # who changed what: request.user, else "system"
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -109,6 +163,17 @@ EVENT_FUTURE_TOLERANCE_SECONDS = 300
 # The single business this installation bills for, shown as `business_id` on the wire.
 BUSINESS_ID = os.environ.get("BUSINESS_ID", "bus_selfhosted")
 
+# Webhooks (webhooks/delivery.py): seconds to wait for a receiver's answer, and the waits in
+# seconds between attempts after a failure (one attempt more than there are waits, then failed).
+WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "10"))
+WEBHOOK_RETRY_SCHEDULE = [
+    int(seconds)
+    for seconds in os.environ.get(
+        "WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000"
+    ).split(",")
+    if seconds.strip()
+]
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["billing_site.api.authentication.ApiKeyAuthentication"],
     # A valid key whose scope (full, read_only, ingest_only) allows the request.
@@ -138,6 +203,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Its `check --deploy` hook builds the whole schema and reports documentation hints (views
+    # without a serializer class, operationId suffixes), not deployment risks; the schema is
+    # checked by tests/fuzz instead, so `check --deploy` lists only what a deployment must fix.
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
 }
 
 # Celery: Redis when REDIS_URL is set, else the filesystem transport under the data folder.

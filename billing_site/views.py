@@ -1,5 +1,6 @@
 """Staff pages outside any one app: the dashboard home, and Plotly's JavaScript from the installed
-wheel (never a CDN). Both are mounted behind `admin.site.admin_view`, so only staff reach them.
+wheel (never a CDN). Both are mounted behind `admin.site.admin_view`, so only staff reach them, and
+each also needs the view permissions of what it shows (audit/roles.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
+from audit import roles
 from billing_site import dashboard
 from meters.analytics import freshness, plotly_series
 from meters.models import Meter
@@ -28,12 +30,14 @@ def plotly_src() -> str:
 
 
 def plotly_js(request: HttpRequest) -> FileResponse:
+    roles.require_any(request, *roles.CHARTS)
     response = FileResponse(PLOTLY_JS.open("rb"), content_type="text/javascript; charset=utf-8")
     response["Cache-Control"] = f"private, max-age={PLOTLY_CACHE_SECONDS}, immutable"
     return response
 
 
 def staff_home(request: HttpRequest) -> HttpResponse:
+    roles.require(request, *roles.DASHBOARD)
     now = timezone.now()
     start = now - timedelta(days=dashboard.CHART_DAYS)
     usage = dashboard.usage_by_day(start=start, end=now)

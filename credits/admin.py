@@ -16,8 +16,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from audit import roles
 from billing_site.errors import DomainError
-from credits import ledger
+from credits import ledger, services
 from credits.ledger import CreditRules
 from credits.models import CreditBalance, CreditEntitlement, CreditGrant, LedgerEntry
 
@@ -45,6 +46,17 @@ class CreditEntitlementAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # soft-deleted through the API; balances refer to it
+
+    def save_model(self, request, obj, form, change) -> None:
+        """The model form's save, logged like a service change (the admin wraps it in a
+        transaction, so the log row and the change commit together)."""
+        before = (
+            services.entitlement_state(CreditEntitlement.objects.select_for_update().get(pk=obj.pk))
+            if change
+            else None
+        )
+        super().save_model(request, obj, form, change)
+        services.record_admin_save(obj, before=before)
 
 
 class LedgerInline(admin.TabularInline):
@@ -91,8 +103,10 @@ class CreditBalanceAdmin(ReadOnlyAdmin):
     list_select_related = ["customer", "credit_entitlement"]
     inlines = [LedgerInline]
 
-    def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_active and request.user.is_staff
+    def get_list_display(self, request):
+        if request.user.has_perm(roles.ADJUST_CREDITS):
+            return self.list_display
+        return [column for column in self.list_display if column != "adjust_link"]
 
     @admin.display(description="")
     def adjust_link(self, balance: CreditBalance) -> str:
@@ -111,14 +125,10 @@ class CreditBalanceAdmin(ReadOnlyAdmin):
 
     def adjust_view(self, request, balance_id: int):
         """Add or remove credits by hand; the reason and the staff user go into the ledger."""
+        roles.require(request, "credits.view_creditbalance", roles.ADJUST_CREDITS)
         balance = get_object_or_404(
             CreditBalance.objects.select_related("credit_entitlement", "customer"), pk=balance_id
         )
-        if not request.user.has_perm("credits.change_creditbalance"):
-            messages.error(request, "You may view balances but not adjust them.")
-            return HttpResponseRedirect(
-                reverse("admin:credits_creditbalance_change", args=[balance.pk])
-            )
         form = AdjustmentForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             values = form.cleaned_data

@@ -2,6 +2,8 @@
 
 Settings are checked here as a whole (the merged state after an update), so an entitlement can
 never hold an inconsistent combination, whoever edits it. Changes do not touch existing grants.
+Every change is written to the audit log in its own transaction (balance changes are audited
+from the ledger: see audit/receivers.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from decimal import Decimal, InvalidOperation
 
 from django.db import IntegrityError, transaction
 
+from audit import log as audit_log
+from audit.models import Action
 from billing_site.errors import Conflict, InvalidInput, NotFound
 from credits.models import CreditEntitlement, OverageBehavior, ProductCreditEntitlement
 from products.models import Product
@@ -43,6 +47,19 @@ SETTINGS = (
     "rollover_timeframe_interval",
     "max_rollover_count",
 )
+
+
+def entitlement_state(entitlement: CreditEntitlement) -> dict:
+    """What the audit log keeps of an entitlement before and after a change."""
+    return audit_log.snapshot(entitlement, ("precision", *SETTINGS, "deleted_at"))
+
+
+def record_admin_save(entitlement: CreditEntitlement, *, before: dict | None) -> None:
+    """The admin saves entitlements with the model form; this logs it like a service change."""
+    action = Action.CREATED if before is None else Action.UPDATED
+    audit_log.record_change(
+        entitlement, action, before=before, after=entitlement_state(entitlement)
+    )
 
 
 class NameTaken(Conflict):
@@ -162,7 +179,11 @@ def create_entitlement(*, now: datetime, precision: int, **values) -> CreditEnti
     values.setdefault("overage_behavior", OverageBehavior.FORGIVE_AT_RESET)
     entitlement = CreditEntitlement(precision=precision, created_at=now, updated_at=now, **values)
     _check_entitlement(entitlement)
-    _save(entitlement)
+    with transaction.atomic():
+        _save(entitlement)
+        audit_log.record_change(
+            entitlement, Action.CREATED, before=None, after=entitlement_state(entitlement)
+        )
     return entitlement
 
 
@@ -186,6 +207,7 @@ def update_entitlement(
         )
     with transaction.atomic():
         entitlement = CreditEntitlement.objects.select_for_update().get(pk=entitlement.pk)
+        before = entitlement_state(entitlement)
         for field, value in changes.items():
             setattr(entitlement, field, value)
         if entitlement.overage_behavior is None:
@@ -193,10 +215,14 @@ def update_entitlement(
         entitlement.updated_at = now
         _check_entitlement(entitlement)
         _save(entitlement)
+        audit_log.record_change(
+            entitlement, Action.UPDATED, before=before, after=entitlement_state(entitlement)
+        )
     return entitlement
 
 
 def set_deleted(entitlement: CreditEntitlement, *, deleted: bool, now: datetime) -> None:
+    before = entitlement_state(entitlement)
     if deleted:
         entitlement.deleted_at = entitlement.deleted_at or now
     else:
@@ -204,7 +230,14 @@ def set_deleted(entitlement: CreditEntitlement, *, deleted: bool, now: datetime)
             raise InvalidInput("The credit entitlement is not deleted.")
         entitlement.deleted_at = None
         _check_entitlement(entitlement)  # its name may have been reused meanwhile
-    entitlement.save(update_fields=["deleted_at"])
+    with transaction.atomic():
+        entitlement.save(update_fields=["deleted_at"])
+        audit_log.record_change(
+            entitlement,
+            Action.DELETED if deleted else Action.UNDELETED,
+            before=before,
+            after=entitlement_state(entitlement),
+        )
 
 
 LINK_OVERRIDES = (
@@ -279,6 +312,17 @@ def validate_links(entries: object) -> list[dict]:
             "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
         )
     return links
+
+
+def link_states(product: Product) -> list[dict]:
+    """A product's credit entitlements and their settings, for the audit log."""
+    links = ProductCreditEntitlement.objects.filter(product=product).order_by(
+        "credit_entitlement_id"
+    )
+    return [
+        audit_log.snapshot(link, ("credit_entitlement_id", "credits_amount", *LINK_OVERRIDES))
+        for link in links
+    ]
 
 
 def replace_links(product: Product, links: list[dict]) -> None:

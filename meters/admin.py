@@ -55,7 +55,7 @@ class MeterAdmin(admin.ModelAdmin):
         url = reverse("admin:meters_meter_analytics", args=[meter.pk])
         return format_html('<a href="{}">Analytics</a>', url)
 
-    @admin.action(description="Archive selected meters")
+    @admin.action(description="Archive selected meters", permissions=["change"])
     def archive_meters(self, request: HttpRequest, queryset: QuerySet[Meter]) -> None:
         now = timezone.now()
         for meter in queryset:
@@ -63,7 +63,7 @@ class MeterAdmin(admin.ModelAdmin):
             self.log_change(request, meter, "Archived.")
         messages.success(request, "Archived. History and rollups are kept.")
 
-    @admin.action(description="Unarchive selected meters")
+    @admin.action(description="Unarchive selected meters", permissions=["change"])
     def unarchive_meters(self, request: HttpRequest, queryset: QuerySet[Meter]) -> None:
         for meter in queryset:
             services.unarchive_meter(meter)
@@ -118,7 +118,8 @@ class MeterAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         meter = self._meter(request, object_id)
         if not self.has_change_permission(request, meter):
-            if self.has_view_permission(request, meter):
+            # Who may only view a meter reads its analytics, and may not post the form.
+            if request.method == "GET" and self.has_view_permission(request, meter):
                 return self.analytics_view(request, object_id)
             raise PermissionDenied
         return views.meter_form(request, self, meter)

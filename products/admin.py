@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -18,6 +19,7 @@ from django.utils.html import format_html
 
 from billing_site.views import plotly_src
 from meters import analytics
+from products import services
 from products.models import Customer, Invoice, InvoiceLine, Product, ProductMeter, Subscription
 from products.money import format_minor
 
@@ -73,6 +75,9 @@ class CustomerAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         from credits.models import CreditBalance
+
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied  # before reading balances and usage for the page
 
         balances = CreditBalance.objects.filter(customer_id=object_id).select_related(
             "credit_entitlement"
@@ -172,6 +177,12 @@ class ProductAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(meters_total=Count("product_meters"))
+
+    def save_model(self, request, obj, form, change) -> None:
+        """Saved in place (prices are read-only here), and logged like a service change."""
+        before = services.product_state(Product.objects.select_for_update().get(pk=obj.pk))
+        super().save_model(request, obj, form, change)
+        services.record_admin_save(obj, before=before)
 
     @admin.display(description="Fixed fee", ordering="fixed_price_minor")
     def price(self, product: Product) -> str:
@@ -290,6 +301,8 @@ class InvoiceAdmin(admin.ModelAdmin):
         invoice = get_object_or_404(
             Invoice.objects.select_related("customer", "subscription__product"), pk=invoice_id
         )
+        if not self.has_view_permission(request, invoice):
+            raise PermissionDenied
         lines = list(invoice.lines.select_related("meter"))
         usage_total = sum(line.amount_minor for line in lines if line.kind != "fixed_fee")
         return TemplateResponse(

@@ -3,7 +3,8 @@
 Rules checked here, whatever the caller (API, admin, seed): a usage-based price with a known
 currency, at most 10 distinct active meters each priced per unit, subscriptions of quantity 1.
 Price changes apply from the next period close on; the billing interval of a subscription is
-fixed when it starts.
+fixed when it starts. Every change to a product and its prices is written to the audit log in
+its own transaction.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
 
+from audit import log as audit_log
+from audit.models import Action
 from billing_site.errors import DomainError, InvalidInput, NotFound
 from credits import services as credit_services
 from credits.deduction import grant_period_credits
@@ -30,6 +33,38 @@ MAX_PRICE_FRACTION_DIGITS = 12
 MAX_FIXED_PRICE = 10**15
 MAX_FREE_THRESHOLD = 2**63 - 1
 MAX_PERIOD_COUNT = 2**31 - 1
+AUDITED_FIELDS = (
+    "name",
+    "description",
+    "tax_category",
+    "metadata",
+    "currency",
+    "fixed_price_minor",
+    "interval_unit",
+    "interval_count",
+    "subscription_period_count",
+    "subscription_period_interval",
+    "tax_inclusive",
+    "archived_at",
+)
+AUDITED_METER_FIELDS = (
+    "meter_id",
+    "price_per_unit",
+    "free_threshold",
+    "credit_entitlement_id",
+    "meter_units_per_credit",
+)
+
+
+def product_state(product: Product) -> dict:
+    """What the audit log keeps of a product: its fields, each meter's price and free
+    threshold, and the credit entitlements it grants (read fresh, never from a prefetch)."""
+    meters = ProductMeter.objects.filter(product=product).order_by("position")
+    return {
+        **audit_log.snapshot(product, AUDITED_FIELDS),
+        "meters": [audit_log.snapshot(pm, AUDITED_METER_FIELDS) for pm in meters],
+        "credit_entitlements": credit_services.link_states(product),
+    }
 
 
 class UnsupportedAction(DomainError):
@@ -250,6 +285,7 @@ def create_product(
         product.save()
         credit_services.replace_links(product, links)
         _replace_meters(product, spec.meters)
+        audit_log.record_change(product, Action.CREATED, before=None, after=product_state(product))
     return product
 
 
@@ -271,6 +307,7 @@ def update_product(
     )
     with transaction.atomic():
         product = Product.objects.select_for_update().get(pk=product.pk)
+        before = product_state(product)
         attached = (
             {link["credit_entitlement"].pk for link in links}
             if links is not None
@@ -301,12 +338,29 @@ def update_product(
             credit_services.replace_links(product, links)
         if spec is not None:
             _replace_meters(product, spec.meters)
+        audit_log.record_change(
+            product, Action.UPDATED, before=before, after=product_state(product)
+        )
     return product
 
 
 def set_product_archived(product: Product, *, archived: bool, now: datetime) -> None:
-    product.archived_at = now if archived else None
-    product.save(update_fields=["archived_at"])
+    with transaction.atomic():
+        locked = Product.objects.select_for_update().get(pk=product.pk)
+        before = product_state(locked)
+        locked.archived_at = product.archived_at = now if archived else None
+        locked.save(update_fields=["archived_at"])
+        audit_log.record_change(
+            locked,
+            Action.ARCHIVED if archived else Action.UNARCHIVED,
+            before=before,
+            after=product_state(locked),
+        )
+
+
+def record_admin_save(product: Product, *, before: dict) -> None:
+    """The admin edits a product's name, description, tax category or metadata in place."""
+    audit_log.record_change(product, Action.UPDATED, before=before, after=product_state(product))
 
 
 # --- subscriptions --------------------------------------------------------------------------------

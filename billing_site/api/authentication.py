@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import authentication, exceptions
 
+from audit.context import Actor, set_actor
 from billing_site.models import ApiKey
 
 # The rate-limit middleware looks the key up first and leaves (raw key, ApiKey | None) here on the
@@ -46,6 +47,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = lookup_api_key(request._request, raw_key)
         if api_key is None:
             raise exceptions.AuthenticationFailed("The API key is unknown or revoked.")
+        # Changes made by this request are the key's in the audit log (AuditActorMiddleware
+        # undoes this when the request ends).
+        set_actor(Actor.for_api_key(api_key))
         return (api_key, api_key)
 
     def authenticate_header(self, request) -> str:
