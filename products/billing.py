@@ -1,6 +1,6 @@
 """The billing cycle: close each due period of each subscription into exactly one invoice.
 
-Periods are closed in batches, one transaction per batch: lock up to `BATCH_SIZE` due
+Periods are closed in batches, one transaction per batch: lock up to `BILLING_BATCH_SIZE` due
 subscriptions (SKIP LOCKED, so concurrent runs split the work), stop new events for their
 customers from entering the period, read exact usage for all of them with one query per meter,
 write the invoices with all their lines, advance the periods. A second run, a second worker or a
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 
@@ -201,10 +202,6 @@ def _hold_customers_for_close(customer_ids: Iterable[str]) -> None:
 
 # --- the cycle ------------------------------------------------------------------------------------
 
-# Subscriptions closed per transaction. Larger batches save round trips but hold the customers'
-# ingest locks (at most CUSTOMER_LOCK_SLOTS of them) for longer.
-BATCH_SIZE = 200
-
 
 def _billed_in_credits() -> Q:
     """Subscriptions whose product bills a meter in credits or grants credits each cycle."""
@@ -361,7 +358,11 @@ def _write_invoices(
 
 
 def _advance(subscriptions: list[Subscription]) -> None:
-    """Move each subscription to its next period (or cancel it), in one update."""
+    """Move each subscription to its next period (or cancel it), in one statement.
+
+    One UPDATE … FROM unnest(arrays): `bulk_update` builds a CASE per row and column, which
+    cost half of a batch's time in Python.
+    """
     for subscription in subscriptions:
         following = subscription.period(subscription.period_index + 1)
         if subscription.cancel_at_next_billing_date:
@@ -370,13 +371,31 @@ def _advance(subscriptions: list[Subscription]) -> None:
         subscription.period_index = following.index
         subscription.current_period_start = following.start
         subscription.current_period_end = following.end
-    Subscription.objects.bulk_update(
-        subscriptions,
-        ["period_index", "current_period_start", "current_period_end", "status", "cancelled_at"],
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {Subscription._meta.db_table} s
+            SET period_index = v.period_index, current_period_start = v.period_start,
+                current_period_end = v.period_end, status = v.status,
+                cancelled_at = v.cancelled_at
+            FROM unnest(%s::text[], %s::integer[], %s::timestamptz[], %s::timestamptz[],
+                        %s::text[], %s::timestamptz[])
+                 AS v(subscription_id, period_index, period_start, period_end, status,
+                      cancelled_at)
+            WHERE s.subscription_id = v.subscription_id
+            """,
+            [
+                [s.subscription_id for s in subscriptions],
+                [s.period_index for s in subscriptions],
+                [s.current_period_start for s in subscriptions],
+                [s.current_period_end for s in subscriptions],
+                [s.status for s in subscriptions],
+                [s.cancelled_at for s in subscriptions],
+            ],
+        )
 
 
-def run_billing_cycle(*, now: datetime, batch_size: int = BATCH_SIZE) -> list[Invoice]:
+def run_billing_cycle(*, now: datetime, batch_size: int | None = None) -> list[Invoice]:
     """Close every period that has ended by `now`, catching up several periods if needed.
 
     Subscriptions of products without credits are closed `batch_size` per transaction; those with
@@ -387,6 +406,9 @@ def run_billing_cycle(*, now: datetime, batch_size: int = BATCH_SIZE) -> list[In
     """
     roll_up_all_pending()
     invoices = []
+    # Larger batches save round trips but hold their customers' ingest locks (up to
+    # CUSTOMER_LOCK_SLOTS slots) for longer.
+    batch_size = batch_size or settings.BILLING_BATCH_SIZE
     for credits, limit in ((False, batch_size), (True, 1)):
         while batch := close_due_batch(now=now, limit=limit, credits=credits):
             invoices.extend(batch)
