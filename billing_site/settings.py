@@ -160,6 +160,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
 EVENT_LATE_WINDOW_DAYS = int(os.environ.get("EVENT_LATE_WINDOW_DAYS", "35"))
 EVENT_FUTURE_TOLERANCE_SECONDS = 300
 
+# Subscriptions whose periods are closed in one transaction (products/billing.py).
+BILLING_BATCH_SIZE = int(os.environ.get("BILLING_BATCH_SIZE", "100"))
+
 # The single business this installation bills for, shown as `business_id` on the wire.
 BUSINESS_ID = os.environ.get("BUSINESS_ID", "bus_selfhosted")
 

@@ -7,7 +7,9 @@ computes what the period's usage so far is worth in credits, rounded once to the
 precision, and deducts only the difference from what was already taken, under the checkpoint's
 row lock. Runs can repeat or overlap on several workers; usage is deducted exactly once. A run
 never counts usage over a shorter window than an earlier run did (the checkpoint's `updated_at`
-is that run's clock), so a worker with an older clock never hands credits back.
+is the end of the window counted so far), so a worker with an older clock never hands credits
+back. Usage is counted up to each grant's expiry before the grant expires, so credits are only
+ever taken for usage that happened while they were valid.
 
 Lock order, so that workers never deadlock: checkpoints before balances; a deduction or expiry
 transaction holds one checkpoint and one balance at most, and closing a period (which holds
@@ -25,7 +27,14 @@ from django.db import IntegrityError, transaction
 
 from credits import ledger
 from credits.ledger import ZERO, CreditRules
-from credits.models import GrantSource, ProductCreditEntitlement, TransactionType, UsageDeduction
+from credits.models import (
+    CreditEntitlement,
+    CreditGrant,
+    GrantSource,
+    ProductCreditEntitlement,
+    TransactionType,
+    UsageDeduction,
+)
 from meters.usage import meter_usage
 from products.models import ProductMeter, Subscription, SubscriptionStatus
 from products.periods import Period
@@ -115,7 +124,7 @@ def deduct_meter_usage(
             _give_back(balance, -delta, checkpoint, rules=rules, now=now, reference=reference)
     checkpoint.consumed_units = usage.quantity
     checkpoint.credits_due = credits_due
-    checkpoint.updated_at = max(now, counted_until)
+    checkpoint.updated_at = counted_until
     checkpoint.save()
     return CreditLine(
         product_meter=product_meter,
@@ -161,17 +170,37 @@ def deduct_subscription(subscription_id: str, *, now: datetime) -> int:
     if subscription is None or subscription.status != SubscriptionStatus.ACTIVE:
         return 0
     period = subscription.period(subscription.period_index)
-    done = 0
-    for product_meter in credit_meters(subscription):
-        with transaction.atomic():
-            deduct_meter_usage(subscription, product_meter, period, until=now, now=now)
-        done += 1
-    expire_due_grants(subscription, as_of=now, now=now)
-    return done
+    meters = credit_meters(subscription)
+    links = _links(subscription)
+    # Usage is counted up to each expiry before the grant expires, so usage after it never
+    # draws on credits that were gone by then, however long since the last run.
+    for moment in [*_expiry_moments(subscription, links, before=now), now]:
+        for product_meter in meters:
+            with transaction.atomic():
+                deduct_meter_usage(subscription, product_meter, period, until=moment, now=now)
+        expire_due_grants(subscription, as_of=moment, now=now)
+    return len(meters)
+
+
+def _expiry_moments(
+    subscription: Subscription, links: list[ProductCreditEntitlement], *, before: datetime
+) -> list[datetime]:
+    """When the customer's live grants of these entitlements expire, up to `before`, in order."""
+    return sorted(
+        set(
+            CreditGrant.objects.filter(
+                balance__customer_id=subscription.customer_id,
+                balance__credit_entitlement_id__in=[link.credit_entitlement_id for link in links],
+                is_expired=False,
+                expires_at__lt=before,
+            ).values_list("expires_at", flat=True)
+        )
+    )
 
 
 def run_deductions(*, now: datetime) -> int:
-    """Every active subscription with a credit-billed meter; returns meters brought up to date."""
+    """Every active subscription with a credit-billed meter, then every grant still past its
+    expiry; returns meters brought up to date."""
     subscription_ids = (
         Subscription.objects.filter(
             status=SubscriptionStatus.ACTIVE,
@@ -180,7 +209,41 @@ def run_deductions(*, now: datetime) -> int:
         .distinct()
         .values_list("subscription_id", flat=True)
     )
-    return sum(deduct_subscription(sid, now=now) for sid in subscription_ids)
+    done = sum(deduct_subscription(sid, now=now) for sid in subscription_ids)
+    expire_remaining_grants(now=now)
+    return done
+
+
+def expire_remaining_grants(*, now: datetime) -> int:
+    """Expire grants past their time on balances no subscription's deduction looked after:
+    credits granted through the API, products that grant credits without billing a meter in
+    them, cancelled subscriptions. Each balance in its own transaction; returns the balances.
+
+    Rules (rollover) come from the product of an active subscription of the customer that grants
+    this entitlement, else from the entitlement itself.
+    """
+    due = (
+        CreditGrant.objects.filter(is_expired=False, expires_at__lte=now)
+        .values_list("balance__credit_entitlement_id", "balance__customer_id")
+        .distinct()
+    )
+    for entitlement_id, customer_id in due:
+        link = (
+            ProductCreditEntitlement.objects.filter(
+                credit_entitlement_id=entitlement_id,
+                product__subscriptions__customer_id=customer_id,
+                product__subscriptions__status=SubscriptionStatus.ACTIVE,
+            )
+            .select_related("credit_entitlement")
+            .first()
+        )
+        entitlement = (
+            link.credit_entitlement if link else CreditEntitlement.objects.get(pk=entitlement_id)
+        )
+        with transaction.atomic():
+            balance = ledger.locked_balance(entitlement_id, customer_id, now=now)
+            ledger.expire_grants(balance, rules=CreditRules.of(entitlement, link), as_of=now)
+    return len(due)
 
 
 def _links(subscription: Subscription) -> list[ProductCreditEntitlement]:
@@ -248,16 +311,23 @@ def close_credit_period(
         {link.credit_entitlement_id for link in links} | {pm.credit_entitlement_id for pm in meters}
     ):
         ledger.locked_balance(entitlement_id, subscription.customer_id, now=now)
-    lines = [
-        deduct_meter_usage(subscription, pm, period, until=period.end, now=now) for pm in meters
-    ]
+    for moment in [*_expiry_moments(subscription, links, before=period.end), period.end]:
+        lines = [
+            deduct_meter_usage(subscription, pm, period, until=moment, now=now) for pm in meters
+        ]
+        for link in links:
+            balance = ledger.locked_balance(
+                link.credit_entitlement_id, subscription.customer_id, now=now
+            )
+            ledger.expire_grants(
+                balance, rules=CreditRules.of(link.credit_entitlement, link), as_of=moment
+            )
     charges = []
     for link in links:
         rules = CreditRules.of(link.credit_entitlement, link)
         balance = ledger.locked_balance(
             link.credit_entitlement_id, subscription.customer_id, now=now
         )
-        ledger.expire_grants(balance, rules=rules, as_of=period.end)
         charged = ledger.settle_overage(
             balance,
             rules=rules,

@@ -21,7 +21,7 @@ from billing_site.jsonutil import ExactJSONEncoder
 from credits.services import MAX_EXPIRES_AFTER_DAYS
 from products import services
 from products.history import usage_history
-from products.models import Customer, Invoice, Product, Subscription
+from products.models import Customer, Invoice, Product, ProductMeter, Subscription
 from products.money import CURRENCIES
 from products.periods import INTERVAL_UNITS
 
@@ -118,17 +118,24 @@ def product_price(product: Product) -> dict:
         "purchasing_power_parity": False,
         "meters": [
             {
-                "meter_id": pm.meter_id,
-                "name": pm.meter.name,
-                "description": pm.meter.description,
-                "measurement_unit": pm.meter.measurement_unit,
-                "price_per_unit": _decimal_text(pm.price_per_unit),
-                "free_threshold": pm.free_threshold,
+                **_priced_meter(pm),
                 "credit_entitlement_id": pm.credit_entitlement_id,
                 "meter_units_per_credit": _decimal_text(pm.meter_units_per_credit),
             }
             for pm in product.product_meters.all()
         ],
+    }
+
+
+def _priced_meter(pm: ProductMeter) -> dict:
+    """A product meter as both products and subscriptions show it."""
+    return {
+        "meter_id": pm.meter_id,
+        "name": pm.meter.name,
+        "description": pm.meter.description,
+        "measurement_unit": pm.meter.measurement_unit,
+        "price_per_unit": _decimal_text(pm.price_per_unit),
+        "free_threshold": pm.free_threshold,
     }
 
 
@@ -410,15 +417,7 @@ def subscription_data(subscription: Subscription) -> dict:
         "billing": subscription.billing,
         "metadata": subscription.metadata,
         "meters": [
-            {
-                "meter_id": pm.meter_id,
-                "name": pm.meter.name,
-                "description": pm.meter.description,
-                "measurement_unit": pm.meter.measurement_unit,
-                "currency": product.currency,
-                "free_threshold": pm.free_threshold,
-                "price_per_unit": _decimal_text(pm.price_per_unit),
-            }
+            {**_priced_meter(pm), "currency": product.currency}
             for pm in product.product_meters.all()
         ],
         "credit_entitlement_cart": credit_links(product),

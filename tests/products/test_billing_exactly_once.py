@@ -14,7 +14,7 @@ from django.db import connection
 from events.ingest import InvalidEvents
 from events.models import Event
 from products import billing
-from products.models import Invoice, InvoiceLine
+from products.models import Invoice, InvoiceLine, Subscription
 from tests.factories import event, ingest_events
 from tests.products.factories import make_meter, make_product, send_usage, subscribe
 from tests.utils import manage_py
@@ -74,25 +74,26 @@ def test_two_processes_billing_at_once_issue_each_invoice_once():
 @pytest.mark.django_db(transaction=True)
 def test_a_crash_mid_run_leaves_no_partial_invoice_and_a_rerun_completes(monkeypatch):
     subscriptions = weekly_setup(6)
-    real_write = billing._write_invoice
+    real_write = billing._write_invoices
     calls = {"n": 0}
 
-    def crash_on_fourth(subscription, period, lines, *, now):
+    def crash_in_second_batch(drafts, *, now):
         calls["n"] += 1
-        invoice = real_write(subscription, period, lines, now=now)
-        if calls["n"] == 4:  # after the invoice and its lines are written, before commit
+        invoices = real_write(drafts, now=now)
+        if calls["n"] == 2:  # after the batch's invoices and lines are written, before commit
             raise RuntimeError("worker died")
-        return invoice
+        return invoices
 
-    monkeypatch.setattr(billing, "_write_invoice", crash_on_fourth)
+    monkeypatch.setattr(billing, "_write_invoices", crash_in_second_batch)
     with pytest.raises(RuntimeError):
-        billing.run_billing_cycle(now=START + WEEK)
-    assert Invoice.objects.count() == 3
-    assert InvoiceLine.objects.filter(invoice__in=Invoice.objects.all()).count() == 3 * 2
-    assert InvoiceLine.objects.count() == 3 * 2  # nothing orphaned from the failed one
+        billing.run_billing_cycle(now=START + WEEK, batch_size=2)
+    assert Invoice.objects.count() == 2  # the first batch committed, the second rolled back
+    assert InvoiceLine.objects.filter(invoice__in=Invoice.objects.all()).count() == 2 * 2
+    assert InvoiceLine.objects.count() == 2 * 2  # nothing orphaned from the failed batch
+    assert Subscription.objects.filter(period_index=1).count() == 2  # nor any advanced
 
-    monkeypatch.setattr(billing, "_write_invoice", real_write)
-    billing.run_billing_cycle(now=START + WEEK)
+    monkeypatch.setattr(billing, "_write_invoices", real_write)
+    billing.run_billing_cycle(now=START + WEEK, batch_size=2)
     assert Invoice.objects.count() == 6
     for n, subscription in enumerate(subscriptions):
         [invoice] = subscription.invoices.all()
