@@ -41,6 +41,7 @@ from products.models import (
 )
 from products.money import round_minor
 from products.periods import Period
+from webhooks import emit as webhooks_emit
 
 logger = logging.getLogger(__name__)
 
@@ -295,6 +296,11 @@ def _close(subscriptions: list[Subscription], *, now: datetime) -> list[Invoice]
         drafts.append((subscription, period, lines))
     invoices = _write_invoices(drafts, now=now)
     _advance(subscriptions)
+    # Outbox rows in this transaction: the webhooks go out only if the batch commits.
+    webhooks_emit.invoices_created(invoices)
+    webhooks_emit.subscriptions_renewed(
+        [s for s in subscriptions if s.status == SubscriptionStatus.ACTIVE]
+    )
     for subscription in subscriptions:
         if subscription.status == SubscriptionStatus.ACTIVE and subscription.product_id in granting:
             grant_period_credits(

@@ -59,7 +59,9 @@ def flatten_validation_errors(detail, path: str = "") -> list[dict]:
 
 UNAVAILABLE_BODY = error_body(
     "SERVICE_UNAVAILABLE",
-    "The database is unavailable; nothing from this request was stored. Retry later.",
+    # Not "nothing was stored": the connection can drop after a commit, before its answer.
+    "The database is unavailable, so this request is not acknowledged. Retry it later: "
+    "events already stored are recognised by event_id and skipped.",
 )
 
 

@@ -30,7 +30,11 @@ def staff_client(staff_user) -> Client:
 def browser():
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
+    # Playwright's sync API runs an event loop in the tests' thread while it is open, and the
+    # ORM calls of the tests (and of their database teardown) are still synchronous. Set only
+    # for that time, so it never leaks into the subprocesses of other tests.
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],

@@ -4,7 +4,6 @@ expectations computed here from the events this test sent."""
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -17,8 +16,6 @@ from tests.factories import event, ingest_events, make_customer
 from tests.products.factories import make_meter, make_product, subscribe
 
 skip_without_chromium()
-# Playwright's sync API runs an event loop in this thread; the ORM calls here are still sync.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 from playwright.sync_api import expect  # noqa: E402
 

@@ -4,7 +4,6 @@ condition (checked against plain Python over the events this test sent), and sav
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from decimal import Decimal
 
@@ -18,8 +17,6 @@ from tests.dashboard.browser import screenshot, skip_without_chromium
 from tests.factories import event
 
 skip_without_chromium()
-# Playwright's sync API runs an event loop in this thread; the ORM calls here are still sync.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 from playwright.sync_api import expect  # noqa: E402
 

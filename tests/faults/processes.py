@@ -169,7 +169,8 @@ class Worker:
     def __init__(self, tmp_path: Path, name: str) -> None:
         self.queue = f"faults-{uuid.uuid4().hex[:12]}"
         self.log_path = tmp_path / f"{name}.log"
-        self.client_app = Celery("faults", broker=BROKER_URL)
+        # Not the current app: shared tasks of later tests would go to this broker.
+        self.client_app = Celery("faults", broker=BROKER_URL, set_as_current=False)
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -196,6 +197,8 @@ class Worker:
             "DATABASE_URL": database_url(application_name=self.queue),
             "REDIS_URL": BROKER_URL,
             "DJANGO_SETTINGS_MODULE": "billing_site.settings",
+            # Billing commits 10 subscriptions at a time, so a kill lands between commits.
+            "BILLING_BATCH_SIZE": "10",
         }
         self.process = _start(command, env, self.log_path)
 

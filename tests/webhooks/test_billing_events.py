@@ -139,3 +139,50 @@ def test_with_no_endpoint_a_batch_costs_one_query_and_writes_nothing(subscriptio
     assert _queries(subscriptions_renewed, [subscription]) == 1
     assert (WebhookEvent.objects.count(), Delivery.objects.count()) == (0, 0)
     assert _queries(invoices_created, []) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_billing_run_announces_each_invoice_and_each_renewal(receiver, monkeypatch):
+    """Through run_billing_cycle in batches: one invoice.created per invoice, one
+    subscription.renewed per subscription that goes on, none for a batch that rolled back."""
+    from products import billing
+    from products.services import update_subscription
+
+    endpoint = make_endpoint(receiver.url, "invoice.created", "subscription.renewed")
+    calls = make_meter("API calls", "api.call", now=START)
+    product = make_product([(calls, "0.5", 10)], now=START, fixed_price=1999, interval="Week")
+    subscriptions = [subscribe(product, now=START) for _ in range(5)]
+    update_subscription(subscriptions[0], cancel_at_next_billing_date=True)
+
+    real_write = billing._write_invoices
+
+    def crash_in_second_batch(drafts, *, now):
+        invoices = real_write(drafts, now=now)
+        if len(Invoice.objects.all()) > 2:
+            raise RuntimeError("worker died")
+        return invoices
+
+    monkeypatch.setattr(billing, "_write_invoices", crash_in_second_batch)
+    with pytest.raises(RuntimeError):
+        billing.run_billing_cycle(now=START + timedelta(weeks=1), batch_size=2)
+    first_batch = set(Invoice.objects.values_list("subscription_id", flat=True))
+    renewing = first_batch - {subscriptions[0].subscription_id}  # the cancelled one ends
+    assert len(first_batch) == 2
+    assert len(receiver.requests) == 2 + len(renewing)  # nothing from the rolled-back batch
+    monkeypatch.setattr(billing, "_write_invoices", real_write)
+    billing.run_billing_cycle(now=START + timedelta(weeks=1), batch_size=2)
+
+    invoices = receiver.of_type(endpoint.secret, "invoice.created")
+    renewed = receiver.of_type(endpoint.secret, "subscription.renewed")
+    assert sorted(body["data"]["invoice_id"] for body in invoices) == sorted(
+        Invoice.objects.values_list("invoice_id", flat=True)
+    )
+    assert len(invoices) == 5
+    assert first_batch <= {body["data"]["subscription_id"] for body in invoices}
+    assert sorted(body["data"]["subscription_id"] for body in renewed) == sorted(
+        s.subscription_id for s in subscriptions[1:]
+    )
+    for body in renewed:  # read back after the advance: the new period
+        assert body["data"]["previous_billing_date"].startswith(
+            (START + timedelta(weeks=1)).date().isoformat()
+        )
