@@ -3,8 +3,9 @@
 - Viewer: view permission on every model of the billing apps; the dashboard, analytics, usage
   charts and invoice print pages; changes nothing.
 - Billing admin: also adds, changes and deletes meters, products and their meters, customers,
-  subscriptions, credit entitlements, balances, grants and ledger entries (credit adjustments);
-  views the audit log. Users, groups and API keys stay with superusers.
+  subscriptions, credit entitlements, balances, grants and ledger entries (credit adjustments),
+  and webhook endpoints and deliveries (redelivery); views the audit log. Users, groups and API
+  keys stay with superusers.
 
 The groups are (re)built from this module by a migration and after every `migrate`, so a new
 model's permissions join its role; for other permission sets, create other groups.
@@ -34,6 +35,8 @@ MANAGED_MODELS = {
         "creditgrant",
         "ledgerentry",
     ),
+    # Not viewers: an endpoint's page shows its signing secret. Redelivering is a change.
+    "webhooks": ("webhookendpoint", "webhookevent", "delivery", "deliveryattempt"),
 }
 
 # The custom staff pages, and what each needs.

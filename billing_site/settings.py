@@ -89,8 +89,10 @@ INSTALLED_APPS = [
     "meters",
     "products",
     "credits",
-    "audit",
     "webhooks",
+    # Last: its post_migrate handler gives the staff roles the permissions of every app above,
+    # which exist only once their own post_migrate has run.
+    "audit",
 ]
 
 MIDDLEWARE = [

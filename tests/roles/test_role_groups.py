@@ -52,6 +52,8 @@ def test_a_billing_admin_manages_meters_prices_and_credits_but_not_access():
     assert "products.view_invoice" in granted and "products.change_invoice" not in granted
     assert "events.view_event" in granted and "events.change_event" not in granted
     assert "audit.view_auditentry" in granted
+    assert {"webhooks.add_webhookendpoint", "webhooks.change_delivery"} <= granted  # redeliver
+    assert "webhooks.view_webhookendpoint" not in codenames(roles.VIEWER)  # shows secrets
     assert not {name for name in granted if name.split(".")[0] in ("auth", "billing_site")}
 
 
