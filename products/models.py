@@ -134,7 +134,7 @@ class Subscription(models.Model):
     interval_count = models.PositiveIntegerField(default=1)
     period_index = models.PositiveIntegerField(default=0)
     current_period_start = models.DateTimeField()
-    current_period_end = models.DateTimeField(db_index=True)
+    current_period_end = models.DateTimeField()
     cancel_at_next_billing_date = models.BooleanField(default=False)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     billing = models.JSONField(
@@ -147,7 +147,12 @@ class Subscription(models.Model):
 
     class Meta:
         ordering = ["-created_at", "subscription_id"]
-        indexes = [models.Index(fields=["customer", "status"], name="subscription_customer")]
+        indexes = [
+            models.Index(fields=["customer", "status"], name="subscription_customer"),
+            # Billing claims due subscriptions in this order, LIMIT n: the index hands them over
+            # already sorted, so a claim reads a batch, not every due subscription.
+            models.Index(fields=["current_period_end", "subscription_id"], name="subscription_due"),
+        ]
 
     def __str__(self) -> str:
         return self.subscription_id
