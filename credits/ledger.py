@@ -120,7 +120,9 @@ def _record(
     before, overage_before = balance.balance, balance.overage
     balance.balance = before + balance_change
     balance.overage = overage_before + overage_change
-    balance.last_transaction_at = now
+    # Entries can be stamped earlier than the last one (a new period's grant carries the
+    # period's start; the close that writes it runs later): the latest moment stays.
+    balance.last_transaction_at = max(now, balance.last_transaction_at or now)
     balance.updated_at = now
     balance.save(update_fields=["balance", "overage", "last_transaction_at", "updated_at"])
     try:

@@ -106,3 +106,19 @@ def test_usage_after_a_grant_expired_is_not_taken_from_it(minute_task_ran):
     grants = {g.initial_amount: g.remaining_amount for g in balance.grants.filter(expires_at=None)}
     assert grants == {50: 20}
     assert balance.balance == 20 + 100  # plus the second period's grant
+
+
+def test_the_last_transaction_time_never_moves_back():
+    """A close an hour late deducts at its own clock, then grants the next period at its start."""
+    entitlement = make_entitlement(now=START)
+    calls = make_meter("Calls", "api.call", now=START)
+    subscription = subscribe(
+        credit_product(entitlement, calls, credits_amount=100, now=START), now=START
+    )
+    send_usage(subscription, "api.call", [{}] * 5, start=START, prefix="c")
+
+    run_billing_cycle(now=START + WEEK + timedelta(hours=1))
+    balance = balance_of(entitlement, subscription)
+    latest = LedgerEntry.objects.filter(balance=balance).order_by("-created_at").first()
+    assert latest.created_at == START + WEEK + timedelta(hours=1)  # the deduction at close
+    assert balance.last_transaction_at == latest.created_at
