@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
@@ -79,14 +80,16 @@ class CustomerAdmin(admin.ModelAdmin):
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied  # before reading balances and usage for the page
 
-        balances = CreditBalance.objects.filter(customer_id=object_id).select_related(
+        # The admin quotes ids in its URLs ("_" is "_5F"): the page's own queries need the id.
+        customer_id = unquote(object_id)
+        balances = CreditBalance.objects.filter(customer_id=customer_id).select_related(
             "credit_entitlement"
         )
         extra_context = {
             **(extra_context or {}),
             "credit_balances": balances,
-            "usage_links": _usage_links(object_id),
-            "usage_charts": _usage_charts(object_id, now=timezone.now()),
+            "usage_links": _usage_links(customer_id),
+            "usage_charts": _usage_charts(customer_id, now=timezone.now()),
             "plotly_src": plotly_src(),
         }
         return super().change_view(request, object_id, form_url, extra_context)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 
 from audit.models import AuditEntry
@@ -37,13 +38,13 @@ def test_the_list_filters_by_type_actor_and_date_and_searches_ids(staff_client, 
         assert entry.object_id in page.content.decode(), query
     missing = staff_client.get(url, {"q": "mtr_nothing"})
     assert entry.object_id not in missing.content.decode()
-    detail = staff_client.get(reverse("admin:audit_auditentry_change", args=[entry.pk]))
+    detail = staff_client.get(reverse("admin:audit_auditentry_change", args=[quote(entry.pk)]))
     assert detail.status_code == 200
     assert "api.call" in detail.content.decode()
 
 
 def test_nobody_adds_changes_or_deletes_audit_rows(staff_client, entry):
-    change = reverse("admin:audit_auditentry_change", args=[entry.pk])
+    change = reverse("admin:audit_auditentry_change", args=[quote(entry.pk)])
     assert staff_client.get(reverse("admin:audit_auditentry_add")).status_code == 403
     assert staff_client.post(change, {"action": "deleted"}).status_code == 403
     delete = reverse("admin:audit_auditentry_delete", args=[entry.pk])

@@ -8,6 +8,7 @@ import json
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 from django.utils import timezone
 
@@ -95,7 +96,7 @@ def test_a_meter_created_and_edited_in_the_admin_is_logged_with_the_staff_user(
 ):
     assert staff_client.post(reverse("admin:meters_meter_add"), form_data()).status_code == 302
     meter = Meter.objects.get()
-    edit = reverse("admin:meters_meter_change", args=[meter.pk])
+    edit = reverse("admin:meters_meter_change", args=[quote(meter.pk)])
     response = staff_client.post(edit, form_data(name="Tokens v2", aggregation_type="max"))
     assert response.status_code == 302
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 
 from audit.models import AuditEntry
@@ -100,7 +101,7 @@ def test_archive_and_unarchive_of_a_product_are_logged(api, product_id):
 def test_a_product_edited_in_the_admin_is_logged_with_the_staff_user(
     product_id, staff_client, staff_user
 ):
-    url = reverse("admin:products_product_change", args=[product_id])
+    url = reverse("admin:products_product_change", args=[quote(product_id)])
     response = staff_client.post(url, admin_form_data(staff_client, url, name="Plan Pro"))
     assert response.status_code == 302
     _, updated = logged("products.product", product_id)
@@ -159,7 +160,7 @@ def test_an_entitlement_edited_in_the_admin_is_logged_with_the_staff_user(
     api, staff_client, staff_user
 ):
     entitlement_id = api.post("/api/credit-entitlements", ENTITLEMENT, format="json").json()["id"]
-    url = reverse("admin:credits_creditentitlement_change", args=[entitlement_id])
+    url = reverse("admin:credits_creditentitlement_change", args=[quote(entitlement_id)])
     data = admin_form_data(staff_client, url, price_per_unit="0.75")
     assert staff_client.post(url, data).status_code == 302
     _, updated = logged("credits.creditentitlement", entitlement_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
@@ -118,11 +119,11 @@ def test_staff_create_a_scoped_key_in_the_admin_and_change_it(admin_client):
     assert (api_key.name, api_key.scope) == ("dashboards", "read_only")
     assert (api_key.rate_limit_per_second, api_key.rate_limit_per_minute) == (5, None)
 
-    page = admin_client.get(f"/admin/billing_site/apikey/{api_key.pk}/change/")
+    page = admin_client.get(f"/admin/billing_site/apikey/{quote(api_key.pk)}/change/")
     assert page.status_code == 200
     assert b"ingest_only" in page.content
     admin_client.post(
-        f"/admin/billing_site/apikey/{api_key.pk}/change/",
+        f"/admin/billing_site/apikey/{quote(api_key.pk)}/change/",
         {"name": "ingest", "scope": "ingest_only", "rate_limit_per_minute": "1000"},
     )
     api_key.refresh_from_db()

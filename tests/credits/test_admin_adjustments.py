@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from django.contrib.admin.utils import quote
 
 from credits.models import CreditBalance, LedgerEntry
 from tests.credits.factories import credit_product, make_entitlement, subscribe
@@ -37,7 +38,7 @@ def test_staff_add_and_remove_credits_with_a_reason(admin_client, admin_user, ba
         ("goodwill", admin_user.username),
         ("correction", admin_user.username),
     ]
-    page = admin_client.get(f"/admin/credits/creditbalance/{balance.pk}/change/")
+    page = admin_client.get(f"/admin/credits/creditbalance/{quote(balance.pk)}/change/")
     assert "goodwill" in page.content.decode()
 
 

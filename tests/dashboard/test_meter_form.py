@@ -7,6 +7,7 @@ import json
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 from django.utils import timezone
 
@@ -121,7 +122,7 @@ def meter(db) -> Meter:
 
 def test_change_page_is_the_builder_prefilled_from_the_meter(staff_client):
     meter = make_meter("Tokens", "llm.request", "sum", "tokens", FILTER, now=timezone.now())
-    page = staff_client.get(reverse("admin:meters_meter_change", args=[meter.pk]))
+    page = staff_client.get(reverse("admin:meters_meter_change", args=[quote(meter.pk)]))
     assert page.status_code == 200
     assert page.context["form"]["event_name"].value() == "llm.request"
     nested = page.context["builder_state"]["clauses"][1]
@@ -135,7 +136,7 @@ def test_change_page_is_the_builder_prefilled_from_the_meter(staff_client):
 
 
 def test_editing_what_a_meter_counts_starts_a_new_definition(staff_client, meter):
-    url = reverse("admin:meters_meter_change", args=[meter.pk])
+    url = reverse("admin:meters_meter_change", args=[quote(meter.pk)])
     staff_client.post(
         url,
         form_data(

@@ -5,6 +5,7 @@ permissions) are refused every page, the dashboard home and Plotly's script incl
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
@@ -32,7 +33,7 @@ def pages(meter) -> list[tuple[str, str]]:
         ("get", reverse("admin:meters_meter_changelist")),
         ("get", reverse("admin:meters_meter_add")),
         ("post", reverse("admin:meters_meter_add")),
-        ("get", reverse("admin:meters_meter_change", args=[meter.pk])),
+        ("get", reverse("admin:meters_meter_change", args=[quote(meter.pk)])),
         ("post", reverse("admin:meters_meter_preview")),
         ("get", reverse("admin:meters_meter_analytics", args=[meter.pk])),
         ("get", reverse("admin:meters_meter_events_csv", args=[meter.pk])),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import User
 
 from products.billing import run_billing_cycle
@@ -38,13 +39,13 @@ def test_the_printable_invoice_shows_every_line_and_the_total(admin_client, invo
 def test_staff_pages_render_for_every_billing_model(admin_client, invoice):
     for url in (
         "/admin/products/customer/",
-        f"/admin/products/customer/{invoice.customer_id}/change/",
+        f"/admin/products/customer/{quote(invoice.customer_id)}/change/",
         "/admin/products/product/",
-        f"/admin/products/product/{invoice.subscription.product_id}/change/",
+        f"/admin/products/product/{quote(invoice.subscription.product_id)}/change/",
         "/admin/products/subscription/",
-        f"/admin/products/subscription/{invoice.subscription_id}/change/",
+        f"/admin/products/subscription/{quote(invoice.subscription_id)}/change/",
         "/admin/products/invoice/",
-        f"/admin/products/invoice/{invoice.pk}/change/",
+        f"/admin/products/invoice/{quote(invoice.pk)}/change/",
         "/admin/events/event/",
         "/admin/credits/creditbalance/",
         "/admin/credits/ledgerentry/",
@@ -54,7 +55,7 @@ def test_staff_pages_render_for_every_billing_model(admin_client, invoice):
 
 def test_issued_invoices_cannot_be_changed_or_deleted_in_the_admin(admin_client, invoice):
     response = admin_client.post(
-        f"/admin/products/invoice/{invoice.pk}/change/", {"total_minor": 1}
+        f"/admin/products/invoice/{quote(invoice.pk)}/change/", {"total_minor": 1}
     )
     assert response.status_code == 403
     assert admin_client.post(f"/admin/products/invoice/{invoice.pk}/delete/").status_code == 403
@@ -81,7 +82,7 @@ def test_the_customer_page_charts_daily_usage_per_meter(admin_client):
     send_usage(subscription, "api.call", [{}] * 7, start=day, prefix="d")
     send_usage(subscription, "api.call", [{}] * 2, start=day + timedelta(days=1), prefix="e")
 
-    page = admin_client.get(f"/admin/products/customer/{subscription.customer_id}/change/")
+    page = admin_client.get(f"/admin/products/customer/{quote(subscription.customer_id)}/change/")
     charts = page.context["usage_charts"]
     [chart] = charts
     by_day = dict(zip(chart["x"], chart["y"], strict=True))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 
 from credits.models import CreditBalance, CreditEntitlement
@@ -32,24 +33,24 @@ def read_pages(world) -> list[str]:
         reverse("staff-dashboard"),
         reverse("staff-plotly-js"),
         reverse("admin:meters_meter_changelist"),
-        reverse("admin:meters_meter_change", args=[meter]),  # analytics for read-only users
+        reverse("admin:meters_meter_change", args=[quote(meter)]),  # analytics for read-only users
         reverse("admin:meters_meter_analytics", args=[meter]),
         reverse("admin:meters_meter_events_csv", args=[meter]),
         reverse("admin:meters_meter_customers_csv", args=[meter]),
         reverse("admin:events_event_changelist"),
         reverse("admin:products_customer_changelist"),
-        reverse("admin:products_customer_change", args=[customer_id]),
+        reverse("admin:products_customer_change", args=[quote(customer_id)]),
         reverse("admin:products_product_changelist"),
-        reverse("admin:products_product_change", args=[world.product.pk]),
+        reverse("admin:products_product_change", args=[quote(world.product.pk)]),
         reverse("admin:products_subscription_changelist"),
-        reverse("admin:products_subscription_change", args=[world.subscription.pk]),
+        reverse("admin:products_subscription_change", args=[quote(world.subscription.pk)]),
         reverse("admin:products_invoice_changelist"),
-        reverse("admin:products_invoice_change", args=[world.invoice.pk]),
+        reverse("admin:products_invoice_change", args=[quote(world.invoice.pk)]),
         reverse("admin:products_invoice_print", args=[world.invoice.pk]),
         reverse("admin:credits_creditentitlement_changelist"),
-        reverse("admin:credits_creditentitlement_change", args=[world.entitlement.pk]),
+        reverse("admin:credits_creditentitlement_change", args=[quote(world.entitlement.pk)]),
         reverse("admin:credits_creditbalance_changelist"),
-        reverse("admin:credits_creditbalance_change", args=[world.balance.pk]),
+        reverse("admin:credits_creditbalance_change", args=[quote(world.balance.pk)]),
         reverse("admin:credits_ledgerentry_changelist"),
         reverse("admin:credits_creditgrant_changelist"),
     ]
@@ -62,26 +63,30 @@ def change_requests(world) -> list[tuple[str, str, object]]:
     return [
         ("get", reverse("admin:meters_meter_add"), None),
         ("post", reverse("admin:meters_meter_add"), meter_form()),
-        ("post", reverse("admin:meters_meter_change", args=[meter]), meter_form()),
+        ("post", reverse("admin:meters_meter_change", args=[quote(meter)]), meter_form()),
         ("json", reverse("admin:meters_meter_preview"), PREVIEW),
         ("get", reverse("admin:products_customer_add"), None),
         ("post", reverse("admin:products_customer_add"), {"email": "x@example.com"}),
         (
             "post",
-            reverse("admin:products_customer_change", args=[world.subscription.customer_id]),
+            reverse("admin:products_customer_change", args=[quote(world.subscription.customer_id)]),
             {"name": "Renamed"},
         ),
-        ("post", reverse("admin:products_product_change", args=[world.product.pk]), {"name": "X"}),
         (
             "post",
-            reverse("admin:products_subscription_change", args=[world.subscription.pk]),
+            reverse("admin:products_product_change", args=[quote(world.product.pk)]),
+            {"name": "X"},
+        ),
+        (
+            "post",
+            reverse("admin:products_subscription_change", args=[quote(world.subscription.pk)]),
             {"cancel_at_next_billing_date": "on"},
         ),
         ("get", reverse("admin:credits_creditentitlement_add"), None),
         ("post", reverse("admin:credits_creditentitlement_add"), {"name": "More", "unit": "c"}),
         (
             "post",
-            reverse("admin:credits_creditentitlement_change", args=[world.entitlement.pk]),
+            reverse("admin:credits_creditentitlement_change", args=[quote(world.entitlement.pk)]),
             {"name": "Renamed", "unit": "c"},
         ),
         ("get", adjust, None),
@@ -146,10 +151,12 @@ def test_a_viewer_sees_no_add_change_or_adjust_buttons(world):
         "home": viewer.get(reverse("staff-dashboard")),
         "balances": viewer.get(reverse("admin:credits_creditbalance_changelist")),
         "balance": viewer.get(
-            reverse("admin:credits_creditbalance_change", args=[world.balance.pk])
+            reverse("admin:credits_creditbalance_change", args=[quote(world.balance.pk)])
         ),
         "customers": viewer.get(reverse("admin:products_customer_changelist")),
-        "product": viewer.get(reverse("admin:products_product_change", args=[world.product.pk])),
+        "product": viewer.get(
+            reverse("admin:products_product_change", args=[quote(world.product.pk)])
+        ),
     }
     adjust_url = reverse("admin:credits_creditbalance_adjust", args=[world.balance.pk])
     for name, page in pages.items():
@@ -175,7 +182,7 @@ def test_a_billing_admin_creates_and_edits_meters(world):
     assert admin.get(reverse("admin:meters_meter_add")).status_code == 200
     assert admin.post(reverse("admin:meters_meter_add"), meter_form()).status_code == 302
     created = Meter.objects.get(name="Tokens")
-    edit = reverse("admin:meters_meter_change", args=[created.pk])
+    edit = reverse("admin:meters_meter_change", args=[quote(created.pk)])
     assert admin.post(edit, meter_form(name="Tokens v2")).status_code == 302
     created.refresh_from_db()
     assert created.name == "Tokens v2"
@@ -199,7 +206,7 @@ def test_a_billing_admin_adjusts_credits(world):
 def test_a_billing_admin_sees_the_adjust_buttons(world):
     admin = staff_client("bill", "billing_admin")
     adjust_url = reverse("admin:credits_creditbalance_adjust", args=[world.balance.pk])
-    balance = reverse("admin:credits_creditbalance_change", args=[world.balance.pk])
+    balance = reverse("admin:credits_creditbalance_change", args=[quote(world.balance.pk)])
     assert adjust_url in admin.get(balance).content.decode()
     assert (
         adjust_url in admin.get(reverse("admin:credits_creditbalance_changelist")).content.decode()
@@ -208,9 +215,13 @@ def test_a_billing_admin_sees_the_adjust_buttons(world):
 
 def test_a_billing_admin_changes_customers_products_and_entitlements(world):
     admin = staff_client("bill", "billing_admin")
-    customer = reverse("admin:products_customer_change", args=[world.subscription.customer_id])
-    product = reverse("admin:products_product_change", args=[world.product.pk])
-    entitlement = reverse("admin:credits_creditentitlement_change", args=[world.entitlement.pk])
+    customer = reverse(
+        "admin:products_customer_change", args=[quote(world.subscription.customer_id)]
+    )
+    product = reverse("admin:products_product_change", args=[quote(world.product.pk)])
+    entitlement = reverse(
+        "admin:credits_creditentitlement_change", args=[quote(world.entitlement.pk)]
+    )
     for url, changes in (
         (customer, {"name": "Ada Lovelace"}),
         (product, {"name": "Credits plan v2"}),

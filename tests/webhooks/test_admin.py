@@ -6,6 +6,7 @@ import base64
 import re
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission, User
 from standardwebhooks import Webhook
 
@@ -46,7 +47,7 @@ def test_staff_register_an_endpoint_and_read_its_signing_secret(admin_client):
     assert len(base64.b64decode(endpoint.secret.removeprefix("whsec_"))) == 24
     Webhook(endpoint.secret)  # a valid Standard Webhooks key
 
-    page = admin_client.get(f"/admin/webhooks/webhookendpoint/{endpoint.pk}/change/")
+    page = admin_client.get(f"/admin/webhooks/webhookendpoint/{quote(endpoint.pk)}/change/")
     assert endpoint.secret in page.content.decode()
     assert "Accounting" in admin_client.get("/admin/webhooks/webhookendpoint/").content.decode()
 
@@ -73,7 +74,7 @@ def test_rotating_the_secret_replaces_it(admin_client):
 
 
 def test_delivery_pages_show_status_attempts_and_filter(admin_client, delivered):
-    link = f"/admin/webhooks/delivery/{delivered.pk}/change/"
+    link = f"/admin/webhooks/delivery/{quote(delivered.pk)}/change/"
     for query in (
         "",
         "?status__exact=succeeded",
@@ -87,7 +88,7 @@ def test_delivery_pages_show_status_attempts_and_filter(admin_client, delivered)
         assert page.status_code == 200 and link not in page.content.decode(), query
     for url in (
         "/admin/webhooks/webhookevent/",
-        f"/admin/webhooks/webhookevent/{delivered.event_id}/change/",
+        f"/admin/webhooks/webhookevent/{quote(delivered.event_id)}/change/",
     ):
         page = admin_client.get(url)
         assert page.status_code == 200 and delivered.event_id in page.content.decode(), url
@@ -110,7 +111,7 @@ def test_the_redeliver_button_sends_the_event_again_as_a_new_delivery(
 
     again = Delivery.objects.exclude(pk=delivered.pk).get()
     assert response.status_code == 302
-    assert response["Location"] == f"/admin/webhooks/delivery/{again.pk}/change/"
+    assert response["Location"] == f"/admin/webhooks/delivery/{quote(again.pk)}/change/"
     assert again.redelivery_of == delivered
     assert (again.status, again.attempt_count) == (DeliveryStatus.SUCCEEDED, 1)
     first, second = receiver.requests
@@ -151,7 +152,7 @@ def test_only_staff_with_the_permission_may_redeliver(
         viewer = User.objects.create_user("bob", password="pw-123456789", is_staff=True)
         viewer.user_permissions.add(Permission.objects.get(codename="view_delivery"))
         client.login(username="bob", password="pw-123456789")
-        page = client.get(f"/admin/webhooks/delivery/{delivered.pk}/change/")
+        page = client.get(f"/admin/webhooks/delivery/{quote(delivered.pk)}/change/")
         assert page.status_code == 200
         assert 'id="redeliver-button"' not in page.content.decode()
         client.post(url)
