@@ -259,12 +259,16 @@ def expire_due_grants(subscription: Subscription, *, as_of: datetime, now: datet
     """Expire due grants, each balance in its own transaction (one balance lock at a time)."""
     for link in _links(subscription):
         with transaction.atomic():
-            balance = ledger.locked_balance(
-                link.credit_entitlement_id, subscription.customer_id, now=now
-            )
-            ledger.expire_grants(
-                balance, rules=CreditRules.of(link.credit_entitlement, link), as_of=as_of
-            )
+            _expire_link(subscription, link, as_of=as_of, now=now)
+
+
+def _expire_link(
+    subscription: Subscription, link: ProductCreditEntitlement, *, as_of: datetime, now: datetime
+) -> None:
+    """Expire the grants of one of the product's entitlements due by `as_of`, in the caller's
+    transaction, under the customer's balance lock."""
+    balance = ledger.locked_balance(link.credit_entitlement_id, subscription.customer_id, now=now)
+    ledger.expire_grants(balance, rules=CreditRules.of(link.credit_entitlement, link), as_of=as_of)
 
 
 def grant_period_credits(subscription: Subscription, period: Period, *, now: datetime) -> None:
@@ -316,12 +320,7 @@ def close_credit_period(
             deduct_meter_usage(subscription, pm, period, until=moment, now=now) for pm in meters
         ]
         for link in links:
-            balance = ledger.locked_balance(
-                link.credit_entitlement_id, subscription.customer_id, now=now
-            )
-            ledger.expire_grants(
-                balance, rules=CreditRules.of(link.credit_entitlement, link), as_of=moment
-            )
+            _expire_link(subscription, link, as_of=moment, now=now)
     charges = []
     for link in links:
         rules = CreditRules.of(link.credit_entitlement, link)

@@ -165,15 +165,8 @@ def hold_customers_for_ingest(customer_ids: Iterable[str]) -> dict[str, list[tup
     {customer_id: [(first invoiced moment, end of invoiced history)]}.
     """
     customers = sorted(set(customer_ids))
+    _lock_customer_slots(customers, shared=True)
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT pg_advisory_xact_lock_shared(%s, slot)
-            FROM (SELECT DISTINCT hashtext(c) %% %s AS slot FROM unnest(%s::text[]) c) slots
-            ORDER BY slot
-            """,
-            [CUSTOMER_LOCK_CLASS, CUSTOMER_LOCK_SLOTS, customers],
-        )
         cursor.execute(
             """
             SELECT customer_id, anchor, current_period_start FROM products_subscription
@@ -187,13 +180,14 @@ def hold_customers_for_ingest(customer_ids: Iterable[str]) -> dict[str, list[tup
     return windows
 
 
-def _hold_customers_for_close(customer_ids: Iterable[str]) -> None:
-    """Exclusive locks on these customers' slots, in slot order (as ingestion takes them), so
-    closers and ingestion never wait on each other in a cycle."""
+def _lock_customer_slots(customer_ids: Iterable[str], *, shared: bool) -> None:
+    """Transaction-scoped locks on these customers' slots, always in slot order, so ingestion
+    (shared) and period closes (exclusive) never wait on each other in a cycle."""
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     with connection.cursor() as cursor:
         cursor.execute(
-            """
-            SELECT pg_advisory_xact_lock(%s, slot)
+            f"""
+            SELECT {function}(%s, slot)
             FROM (SELECT DISTINCT hashtext(c) %% %s AS slot FROM unnest(%s::text[]) c) slots
             ORDER BY slot
             """,
@@ -265,7 +259,7 @@ def _close(subscriptions: list[Subscription], *, now: datetime) -> list[Invoice]
     closing a credit period takes checkpoint and balance locks in an order that holds for one
     subscription per transaction.
     """
-    _hold_customers_for_close(s.customer_id for s in subscriptions)
+    _lock_customer_slots((s.customer_id for s in subscriptions), shared=False)
     product_ids = {s.product_id for s in subscriptions}
     product_meters: dict[str, list[ProductMeter]] = {pid: [] for pid in product_ids}
     for product_meter in (
