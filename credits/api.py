@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -18,44 +17,12 @@ from billing_site.api.pagination import paged_response
 from billing_site.api.serializers import MetadataField
 from billing_site.errors import NotFound
 from billing_site.jsonutil import ExactJSONEncoder
+from billing_site.wire import decimal_text, timestamp_text
 from credits import ledger, services
 from credits.ledger import CreditRules
-from credits.models import CreditBalance, CreditEntitlement, CreditGrant, LedgerEntry
+from credits.models import CreditBalance, CreditEntitlement
+from credits.wire import balance_data, entitlement_data, entry_data, grant_data
 from products.models import Customer
-
-
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
-
-
-def _time(moment) -> str | None:
-    return None if moment is None else serializers.DateTimeField().to_representation(moment)
-
-
-def entitlement_data(entitlement: CreditEntitlement) -> dict:
-    return {
-        "id": entitlement.id,
-        "business_id": settings.BUSINESS_ID,
-        "name": entitlement.name,
-        "description": entitlement.description,
-        "unit": entitlement.unit,
-        "precision": entitlement.precision,
-        "currency": entitlement.currency,
-        "price_per_unit": _text(entitlement.price_per_unit),
-        "overage_enabled": entitlement.overage_enabled,
-        "overage_limit": (
-            None if entitlement.overage_limit is None else int(entitlement.overage_limit)
-        ),
-        "overage_behavior": entitlement.overage_behavior,
-        "expires_after_days": entitlement.expires_after_days,
-        "rollover_enabled": entitlement.rollover_enabled,
-        "rollover_percentage": entitlement.rollover_percentage,
-        "rollover_timeframe_count": entitlement.rollover_timeframe_count,
-        "rollover_timeframe_interval": entitlement.rollover_timeframe_interval,
-        "max_rollover_count": entitlement.max_rollover_count,
-        "created_at": _time(entitlement.created_at),
-        "updated_at": _time(entitlement.updated_at),
-    }
 
 
 class EntitlementInputSerializer(serializers.Serializer):
@@ -132,64 +99,6 @@ class EntitlementUndeleteView(APIView):
 
 
 # --- balances, ledger, grants ------------------------------------------------------------------
-
-
-def balance_data(balance: CreditBalance) -> dict:
-    return {
-        "id": str(balance.pk),
-        "credit_entitlement_id": balance.credit_entitlement_id,
-        "customer_id": balance.customer_id,
-        "balance": _text(balance.balance),
-        "overage": _text(balance.overage),
-        "created_at": _time(balance.created_at),
-        "updated_at": _time(balance.updated_at),
-        "last_transaction_at": _time(balance.last_transaction_at),
-    }
-
-
-def entry_data(entry: LedgerEntry) -> dict:
-    return {
-        "id": str(entry.pk),
-        "business_id": settings.BUSINESS_ID,
-        "brand_id": settings.BUSINESS_ID,
-        "credit_entitlement_id": entry.balance.credit_entitlement_id,
-        "customer_id": entry.balance.customer_id,
-        "transaction_type": entry.transaction_type,
-        "entry_type": "credit" if entry.is_credit else "debit",
-        "is_credit": entry.is_credit,
-        "amount": _text(entry.amount),
-        "balance_before": _text(entry.balance_before),
-        "balance_after": _text(entry.balance_after),
-        "overage_before": _text(entry.overage_before),
-        "overage_after": _text(entry.overage_after),
-        "grant_id": None if entry.grant_id is None else str(entry.grant_id),
-        "reference_type": entry.reference_type,
-        "reference_id": entry.reference_id,
-        "description": entry.description,
-        "reason": entry.description,
-        "metadata": entry.metadata,
-        "created_at": _time(entry.created_at),
-    }
-
-
-def grant_data(grant: CreditGrant) -> dict:
-    return {
-        "id": str(grant.pk),
-        "credit_entitlement_id": grant.balance.credit_entitlement_id,
-        "customer_id": grant.balance.customer_id,
-        "initial_amount": _text(grant.initial_amount),
-        "remaining_amount": _text(grant.remaining_amount),
-        "is_expired": grant.is_expired,
-        "is_rolled_over": grant.is_rolled_over,
-        "rollover_count": grant.rollover_count,
-        "source_type": grant.source_type,
-        "source_id": grant.source_id,
-        "parent_grant_id": None if grant.parent_grant_id is None else str(grant.parent_grant_id),
-        "expires_at": _time(grant.expires_at),
-        "metadata": grant.metadata,
-        "created_at": _time(grant.created_at),
-        "updated_at": _time(grant.updated_at),
-    }
 
 
 def _balance_or_404(entitlement_id: str, customer_id: str) -> CreditBalance:
@@ -277,15 +186,15 @@ class LedgerEntryCreateView(APIView):
                 "customer_id": customer_id,
                 "entry_type": values["entry_type"],
                 "is_credit": values["entry_type"] == "credit",
-                "amount": _text(values["amount"]),
-                "balance_before": _text(first.balance_before),
-                "balance_after": _text(last.balance_after),
-                "overage_before": _text(first.overage_before),
-                "overage_after": _text(last.overage_after),
+                "amount": decimal_text(values["amount"]),
+                "balance_before": decimal_text(first.balance_before),
+                "balance_after": decimal_text(last.balance_after),
+                "overage_before": decimal_text(first.overage_before),
+                "overage_after": decimal_text(last.overage_after),
                 "grant_id": None if first.grant_id is None else str(first.grant_id),
                 "reason": values.get("reason"),
                 "metadata": values.get("metadata") or {},
-                "created_at": _time(first.created_at),
+                "created_at": timestamp_text(first.created_at),
             },
             status=status.HTTP_201_CREATED,
         )
@@ -352,8 +261,8 @@ class CustomerEntitlementsView(APIView):
                         "name": b.credit_entitlement.name,
                         "unit": b.credit_entitlement.unit,
                         "description": b.credit_entitlement.description,
-                        "balance": _text(b.balance),
-                        "overage": _text(b.overage),
+                        "balance": decimal_text(b.balance),
+                        "overage": decimal_text(b.overage),
                     }
                     for b in balances
                 ]
@@ -390,12 +299,12 @@ class SubscriptionCreditUsageView(APIView):
                     "credit_entitlement_id": link.credit_entitlement_id,
                     "credit_entitlement_name": link.credit_entitlement.name,
                     "unit": link.credit_entitlement.unit,
-                    "balance": _text(amount),
-                    "overage": _text(overage),
+                    "balance": decimal_text(amount),
+                    "overage": decimal_text(overage),
                     "overage_enabled": rules.overage_enabled,
-                    "overage_limit": _text(rules.overage_limit),
+                    "overage_limit": decimal_text(rules.overage_limit),
                     "limit_reached": bool(limited and headroom == 0),
-                    "remaining_headroom": _text(headroom),
+                    "remaining_headroom": decimal_text(headroom),
                 }
             )
         return Response({"subscription_id": subscription_id, "items": items})

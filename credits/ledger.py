@@ -15,6 +15,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from django.db import IntegrityError, transaction
 
 from billing_site.errors import Conflict, DomainError, InvalidInput
+from credits import webhook_events
 from credits.models import (
     CreditBalance,
     CreditEntitlement,
@@ -26,7 +27,6 @@ from credits.models import (
     TransactionType,
 )
 from products.periods import BillingInterval, add_interval
-from webhooks import emit as webhooks_emit
 
 ZERO = Decimal(0)
 
@@ -151,7 +151,7 @@ def _record(
         raise IdempotencyKeyReused(
             f"The idempotency key {idempotency_key!r} was already used for this balance."
         ) from None
-    webhooks_emit.ledger_entry_recorded(entry)  # in this transaction: sent only if it commits
+    webhook_events.ledger_entry_recorded(entry)  # in this transaction: sent only if it commits
     return entry
 
 
@@ -309,7 +309,7 @@ def deduct(
             idempotency_key=idempotency_key,
             **common,
         )
-    webhooks_emit.balance_deducted(balance, balance_before=balance_before)
+    webhook_events.balance_deducted(balance, balance_before=balance_before)
     return Deduction(from_balance, to_overage, blocked)
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
-from django.conf import settings
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -18,12 +15,20 @@ from billing_site.api.pagination import page_params, paged_response
 from billing_site.api.serializers import BusinessIdField, MetadataField
 from billing_site.errors import NotFound
 from billing_site.jsonutil import ExactJSONEncoder
+from billing_site.wire import decimal_text, timestamp_text
 from credits.services import MAX_EXPIRES_AFTER_DAYS
 from products import services
 from products.history import usage_history
-from products.models import Customer, Invoice, Product, ProductMeter, Subscription
+from products.models import Customer, Invoice, Product, Subscription
 from products.money import CURRENCIES
 from products.periods import INTERVAL_UNITS
+from products.wire import (
+    customer_details,
+    invoice_data,
+    product_data,
+    product_list_item,
+    subscription_data,
+)
 
 
 class CustomerSerializer(serializers.ModelSerializer):
@@ -97,105 +102,6 @@ class CustomerDetailView(generics.RetrieveUpdateAPIView):
 
 
 # --- products ------------------------------------------------------------------------------------
-
-
-def _decimal_text(value: Decimal | None) -> str | None:
-    """Decimals on the wire are strings ("0.1"), never floats."""
-    return None if value is None else format(value, "f")
-
-
-def product_price(product: Product) -> dict:
-    return {
-        "type": "usage_based_price",
-        "currency": product.currency,
-        "fixed_price": product.fixed_price_minor,
-        "payment_frequency_count": product.interval_count,
-        "payment_frequency_interval": product.interval_unit,
-        "subscription_period_count": product.subscription_period_count,
-        "subscription_period_interval": product.subscription_period_interval,
-        "tax_inclusive": product.tax_inclusive,
-        "discount": 0,
-        "purchasing_power_parity": False,
-        "meters": [
-            {
-                **_priced_meter(pm),
-                "credit_entitlement_id": pm.credit_entitlement_id,
-                "meter_units_per_credit": _decimal_text(pm.meter_units_per_credit),
-            }
-            for pm in product.product_meters.all()
-        ],
-    }
-
-
-def _priced_meter(pm: ProductMeter) -> dict:
-    """A product meter as both products and subscriptions show it."""
-    return {
-        "meter_id": pm.meter_id,
-        "name": pm.meter.name,
-        "description": pm.meter.description,
-        "measurement_unit": pm.meter.measurement_unit,
-        "price_per_unit": _decimal_text(pm.price_per_unit),
-        "free_threshold": pm.free_threshold,
-    }
-
-
-def credit_links(product: Product) -> list[dict]:
-    return [
-        {
-            "id": str(link.pk),
-            "credit_entitlement_id": link.credit_entitlement_id,
-            "credit_entitlement_name": link.credit_entitlement.name,
-            "credit_entitlement_unit": link.credit_entitlement.unit,
-            "credits_amount": _decimal_text(link.credits_amount),
-            "overage_enabled": bool(
-                link.overage_enabled
-                if link.overage_enabled is not None
-                else link.credit_entitlement.overage_enabled
-            ),
-            "overage_behavior": link.overage_behavior or link.credit_entitlement.overage_behavior,
-            "overage_limit": _decimal_text(link.overage_limit),
-            "rollover_enabled": bool(
-                link.rollover_enabled
-                if link.rollover_enabled is not None
-                else link.credit_entitlement.rollover_enabled
-            ),
-            "expires_after_days": link.expires_after_days,
-            "proration_behavior": "no_prorate",
-            "trial_credits_expire_after_trial": False,
-        }
-        for link in product.credit_entitlements.all()
-    ]
-
-
-def product_data(product: Product) -> dict:
-    return {
-        "product_id": product.product_id,
-        "business_id": settings.BUSINESS_ID,
-        "brand_id": settings.BUSINESS_ID,
-        "name": product.name,
-        "description": product.description,
-        "tax_category": product.tax_category,
-        "is_recurring": True,
-        "license_key_enabled": False,
-        "metadata": product.metadata,
-        "price": product_price(product),
-        "credit_entitlements": credit_links(product),
-        "entitlements": [],
-        "archived": product.archived_at is not None,
-        "created_at": _timestamp(product.created_at),
-        "updated_at": _timestamp(product.updated_at),
-    }
-
-
-def product_list_item(product: Product) -> dict:
-    data = product_data(product)
-    price = data.pop("price")
-    data.update(currency=product.currency, price=product.fixed_price_minor, price_detail=price)
-    return data
-
-
-def _timestamp(moment) -> str:
-    return serializers.DateTimeField().to_representation(moment)
 
 
 # Schemas for the OpenAPI document only (products/services.py validates, naming each bad field):
@@ -383,63 +289,6 @@ class ProductUnarchiveView(APIView):
 # --- subscriptions -------------------------------------------------------------------------------
 
 
-def _customer_details(customer: Customer) -> dict:
-    return {
-        "customer_id": customer.customer_id,
-        "email": customer.email,
-        "name": customer.name,
-        "metadata": customer.metadata,
-        "phone_number": customer.phone_number,
-    }
-
-
-def subscription_data(subscription: Subscription) -> dict:
-    product = subscription.product
-    return {
-        "subscription_id": subscription.subscription_id,
-        "business_id": settings.BUSINESS_ID,
-        "brand_id": settings.BUSINESS_ID,
-        "customer": _customer_details(subscription.customer),
-        "product_id": product.product_id,
-        "status": subscription.status,
-        "quantity": subscription.quantity,
-        "currency": product.currency,
-        "recurring_pre_tax_amount": product.fixed_price_minor,
-        "payment_frequency_count": subscription.interval_count,
-        "payment_frequency_interval": subscription.interval_unit,
-        "subscription_period_count": product.subscription_period_count,
-        "subscription_period_interval": product.subscription_period_interval,
-        "previous_billing_date": _timestamp(subscription.current_period_start),
-        "next_billing_date": _timestamp(subscription.current_period_end),
-        "cancel_at_next_billing_date": subscription.cancel_at_next_billing_date,
-        "cancelled_at": subscription.cancelled_at and _timestamp(subscription.cancelled_at),
-        "created_at": _timestamp(subscription.created_at),
-        "billing": subscription.billing,
-        "metadata": subscription.metadata,
-        "meters": [
-            {**_priced_meter(pm), "currency": product.currency}
-            for pm in product.product_meters.all()
-        ],
-        "credit_entitlement_cart": credit_links(product),
-        "meter_credit_entitlement_cart": [
-            {
-                "credit_entitlement_id": pm.credit_entitlement_id,
-                "meter_id": pm.meter_id,
-                "meter_name": pm.meter.name,
-                "meter_units_per_credit": _decimal_text(pm.meter_units_per_credit),
-                "product_id": product.product_id,
-            }
-            for pm in product.product_meters.all()
-            if pm.credit_entitlement_id
-        ],
-        "addons": [],
-        "on_demand": False,
-        "has_payment_method": False,
-        "tax_inclusive": bool(product.tax_inclusive),
-        "trial_period_days": 0,
-    }
-
-
 def _subscriptions():
     return Subscription.objects.select_related("customer", "product").prefetch_related(
         "product__product_meters__meter", "product__credit_entitlements__credit_entitlement"
@@ -489,7 +338,7 @@ class SubscriptionListCreateView(APIView):
             {
                 "subscription_id": subscription.subscription_id,
                 "payment_id": None,
-                "customer": _customer_details(subscription.customer),
+                "customer": customer_details(subscription.customer),
                 "metadata": subscription.metadata,
                 "recurring_pre_tax_amount": product.fixed_price_minor,
                 "addons": [],
@@ -542,18 +391,18 @@ class UsageHistoryView(APIView):
             {
                 "items": [
                     {
-                        "start_date": _timestamp(period.start),
-                        "end_date": _timestamp(period.end),
+                        "start_date": timestamp_text(period.start),
+                        "end_date": timestamp_text(period.end),
                         "invoice_id": period.invoice_id,
                         "meters": [
                             {
                                 "id": entry.meter_id,
                                 "name": entry.name,
                                 "measurement_unit": entry.measurement_unit,
-                                "consumed_units": _decimal_text(entry.consumed_units),
-                                "chargeable_units": _decimal_text(entry.chargeable_units),
+                                "consumed_units": decimal_text(entry.consumed_units),
+                                "chargeable_units": decimal_text(entry.chargeable_units),
                                 "free_threshold": entry.free_threshold,
-                                "price_per_unit": _decimal_text(entry.price_per_unit),
+                                "price_per_unit": decimal_text(entry.price_per_unit),
                                 "currency": currency,
                                 "total_price": entry.total_price,
                             }
@@ -567,36 +416,6 @@ class UsageHistoryView(APIView):
 
 
 # --- invoices ------------------------------------------------------------------------------------
-
-
-def invoice_data(invoice: Invoice) -> dict:
-    return {
-        "invoice_id": invoice.invoice_id,
-        "business_id": settings.BUSINESS_ID,
-        "subscription_id": invoice.subscription_id,
-        "customer_id": invoice.customer_id,
-        "period_start": _timestamp(invoice.period_start),
-        "period_end": _timestamp(invoice.period_end),
-        "status": invoice.status,
-        "currency": invoice.currency,
-        "total": invoice.total_minor,
-        "created_at": _timestamp(invoice.created_at),
-        "lines": [
-            {
-                "kind": line.kind,
-                "meter_id": line.meter_id,
-                "description": line.description,
-                "consumed_units": _decimal_text(line.consumed_units),
-                "free_threshold": line.free_threshold,
-                "free_units": _decimal_text(line.free_units),
-                "chargeable_units": _decimal_text(line.chargeable_units),
-                "unit_price": _decimal_text(line.unit_price),
-                "credits_applied": _decimal_text(line.credits_applied),
-                "amount": line.amount_minor,
-            }
-            for line in invoice.lines.all()
-        ],
-    }
 
 
 def _invoices():

@@ -30,6 +30,7 @@ from credits.deduction import (
 from credits.models import ProductCreditEntitlement
 from meters.rollups import roll_up_all_pending
 from meters.usage import Usage, usage_by_customer
+from products import webhook_events
 from products.models import (
     Invoice,
     InvoiceLine,
@@ -41,7 +42,6 @@ from products.models import (
 )
 from products.money import round_minor
 from products.periods import Period
-from webhooks import emit as webhooks_emit
 
 logger = logging.getLogger(__name__)
 
@@ -291,8 +291,8 @@ def _close(subscriptions: list[Subscription], *, now: datetime) -> list[Invoice]
     invoices = _write_invoices(drafts, now=now)
     _advance(subscriptions)
     # Outbox rows in this transaction: the webhooks go out only if the batch commits.
-    webhooks_emit.invoices_created(invoices)
-    webhooks_emit.subscriptions_renewed(
+    webhook_events.invoices_created(invoices)
+    webhook_events.subscriptions_renewed(
         [s for s in subscriptions if s.status == SubscriptionStatus.ACTIVE]
     )
     for subscription in subscriptions:

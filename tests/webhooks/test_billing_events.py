@@ -13,9 +13,9 @@ from dodopayments.types import SubscriptionRenewedWebhookEvent
 
 from billing_site.jsonutil import exact_loads
 from products.models import Invoice, InvoiceLine, LineKind, Subscription
+from products.webhook_events import invoices_created, subscriptions_renewed
 from tests.products.factories import make_meter, make_product, subscribe
 from tests.webhooks.factories import make_endpoint
-from webhooks.emit import invoices_created, subscriptions_renewed
 from webhooks.models import Delivery, WebhookEvent
 
 START = datetime(2026, 3, 2, tzinfo=UTC)

@@ -15,11 +15,11 @@ from credits import ledger
 from credits.deduction import run_deductions
 from credits.ledger import CreditRules
 from credits.models import GrantSource, LedgerEntry, TransactionType
+from credits.webhook_events import LEDGER_EVENT_TYPES
 from tests.credits.factories import credit_product, make_entitlement, subscribe
 from tests.factories import make_customer
 from tests.products.factories import make_meter, send_usage
 from tests.webhooks.factories import make_endpoint
-from webhooks.emit import LEDGER_EVENT_TYPES
 from webhooks.models import WebhookEvent
 
 START = datetime(2026, 6, 1, tzinfo=UTC)

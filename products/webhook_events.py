@@ -1,0 +1,62 @@
+"""The billing cycle's webhook events: invoice.created and subscription.renewed.
+
+products/billing.py calls these inside the transaction that closed the periods; the payloads are
+the API's own representations (products/wire.py), handed to the generic outbox.
+"""
+
+from __future__ import annotations
+
+from django.db.models import prefetch_related_objects
+
+from products.models import Invoice, Subscription
+from products.wire import invoice_data, subscription_data
+from webhooks.emit import emit, subscribed_endpoint_ids
+from webhooks.models import EventType
+
+
+def invoices_created(invoices: list[Invoice]) -> None:
+    """invoice.created for each invoice, its data the invoice as GET /api/invoices/{id} shows it.
+
+    Call it inside the transaction that wrote the invoices. A constant number of queries however
+    many invoices: one when nobody listens, four otherwise.
+    """
+    if not invoices:
+        return
+    endpoint_ids = subscribed_endpoint_ids(EventType.INVOICE_CREATED)
+    if not endpoint_ids:
+        return
+    prefetch_related_objects(invoices, "lines")
+    emit(
+        EventType.INVOICE_CREATED,
+        [invoice_data(invoice) for invoice in invoices],
+        endpoint_ids=endpoint_ids,
+    )
+
+
+def subscriptions_renewed(subscriptions: list[Subscription]) -> None:
+    """subscription.renewed for each subscription that moved to its next period; data is the
+    subscription as GET /api/subscriptions/{id} shows it (read back, so in its new period), plus
+    Dodo's webhook-only `past_due_ends_at` and `payment_id` (null: no payments here).
+
+    Call it inside the transaction that advanced them. A constant number of queries however many
+    subscriptions: one when nobody listens, at most eight otherwise.
+    """
+    if not subscriptions:
+        return
+    endpoint_ids = subscribed_endpoint_ids(EventType.SUBSCRIPTION_RENEWED)
+    if not endpoint_ids:
+        return
+    ids = [subscription.pk for subscription in subscriptions]
+    # The relations subscription_data reads, fetched in a fixed number of queries.
+    fresh = Subscription.objects.select_related("customer", "product").prefetch_related(
+        "product__product_meters__meter", "product__credit_entitlements__credit_entitlement"
+    )
+    by_id = fresh.in_bulk(ids)
+    emit(
+        EventType.SUBSCRIPTION_RENEWED,
+        [
+            {**subscription_data(by_id[pk]), "past_due_ends_at": None, "payment_id": None}
+            for pk in ids
+        ],
+        endpoint_ids=endpoint_ids,
+    )
