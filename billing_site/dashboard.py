@@ -15,12 +15,12 @@ from django.db import connection
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncDay
 
+from billing_site.money import currency_exponent, format_minor
 from events.queries import EVENTS_TABLE
 from meters.analytics import SeriesPoint, period_floor, usage_series
 from meters.models import Meter
 from meters.preview import known_event_names
 from products.models import Customer, Invoice, InvoiceStatus
-from products.money import currency_exponent, format_minor
 
 CHART_DAYS = 30
 MAX_METER_TRACES = 8

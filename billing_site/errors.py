@@ -21,6 +21,16 @@ class InvalidInput(DomainError):
     status = 422
     code = "INVALID_REQUEST_BODY"
 
+    @classmethod
+    def from_errors(cls, errors: list[dict]) -> InvalidInput:
+        """One error for a list of `{field, message}` problems, its message naming each."""
+        return cls(describe(errors), errors=list(errors))
+
+
+def describe(errors: list[dict]) -> str:
+    """`field: message; field: message`, the message of an error that lists several problems."""
+    return "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+
 
 class NotFound(DomainError):
     status = 404

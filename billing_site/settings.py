@@ -81,7 +81,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
-    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "billing_site",
@@ -184,7 +183,6 @@ REST_FRAMEWORK = {
     # A valid key whose scope (full, read_only, ingest_only) allows the request.
     "DEFAULT_PERMISSION_CLASSES": ["billing_site.api.permissions.ApiKeyScopePermission"],
     "DEFAULT_PAGINATION_CLASS": "billing_site.api.pagination.PageNumberPagination",
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["billing_site.api.renderers.ExactJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["billing_site.api.parsers.ExactJSONParser"],
     "EXCEPTION_HANDLER": "billing_site.api.exceptions.api_exception_handler",

@@ -292,8 +292,8 @@ class SubscriptionCreditUsageView(APIView):
             ).first()
             amount = balance.balance if balance else Decimal(0)
             overage = balance.overage if balance else Decimal(0)
-            limited = rules.overage_enabled and rules.overage_limit is not None
-            headroom = max(rules.overage_limit - overage, Decimal(0)) if limited else None
+            limit = rules.overage_limit if rules.overage_enabled else None
+            headroom = None if limit is None else max(limit - overage, Decimal(0))
             items.append(
                 {
                     "credit_entitlement_id": link.credit_entitlement_id,
@@ -303,7 +303,7 @@ class SubscriptionCreditUsageView(APIView):
                     "overage": decimal_text(overage),
                     "overage_enabled": rules.overage_enabled,
                     "overage_limit": decimal_text(rules.overage_limit),
-                    "limit_reached": bool(limited and headroom == 0),
+                    "limit_reached": headroom == 0,
                     "remaining_headroom": decimal_text(headroom),
                 }
             )

@@ -25,6 +25,7 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
+from billing_site.periods import Period
 from credits import ledger
 from credits.ledger import ZERO, CreditRules
 from credits.models import (
@@ -37,7 +38,6 @@ from credits.models import (
 )
 from meters.usage import meter_usage
 from products.models import ProductMeter, Subscription, SubscriptionStatus
-from products.periods import Period
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ def credit_rules(product_meter: ProductMeter) -> CreditRules:
         product_id=product_meter.product_id,
         credit_entitlement_id=product_meter.credit_entitlement_id,
     ).first()
+    assert product_meter.credit_entitlement is not None  # a credit-billed meter
     return CreditRules.of(product_meter.credit_entitlement, link)
 
 
@@ -71,7 +72,7 @@ def _checkpoint(subscription: Subscription, product_meter: ProductMeter, period:
                 meter_id=product_meter.meter_id,
                 period_index=period.index,
                 defaults={
-                    "credit_entitlement_id": product_meter.credit_entitlement_id,
+                    "credit_entitlement_id": entitlement_id(product_meter),
                     "updated_at": period.start,  # nothing counted yet
                 },
             )
@@ -102,11 +103,13 @@ def deduct_meter_usage(
     )
     free = Decimal(product_meter.free_threshold)
     chargeable = max(usage.quantity - free, ZERO)
-    credits_due = rules.quantize(chargeable / product_meter.meter_units_per_credit)
+    units_per_credit = product_meter.meter_units_per_credit
+    assert units_per_credit is not None  # set on every credit-billed meter
+    credits_due = rules.quantize(chargeable / units_per_credit)
     delta = credits_due - checkpoint.credits_deducted - checkpoint.credits_blocked
     if delta != 0:
         balance = ledger.locked_balance(
-            product_meter.credit_entitlement_id, subscription.customer_id, now=now
+            entitlement_id(product_meter), subscription.customer_id, now=now
         )
         reference = ("subscription", subscription.subscription_id)
         if delta > 0:
@@ -156,6 +159,12 @@ def _give_back(balance, amount: Decimal, checkpoint, *, rules, now, reference) -
         checkpoint.credits_deducted -= refund
 
 
+def entitlement_id(product_meter: ProductMeter) -> str:
+    """The entitlement a credit-billed meter deducts from (credit_meters() keeps only those)."""
+    assert product_meter.credit_entitlement_id is not None
+    return product_meter.credit_entitlement_id
+
+
 def credit_meters(subscription: Subscription) -> list[ProductMeter]:
     return [
         pm
@@ -186,16 +195,13 @@ def _expiry_moments(
     subscription: Subscription, links: list[ProductCreditEntitlement], *, before: datetime
 ) -> list[datetime]:
     """When the customer's live grants of these entitlements expire, up to `before`, in order."""
-    return sorted(
-        set(
-            CreditGrant.objects.filter(
-                balance__customer_id=subscription.customer_id,
-                balance__credit_entitlement_id__in=[link.credit_entitlement_id for link in links],
-                is_expired=False,
-                expires_at__lt=before,
-            ).values_list("expires_at", flat=True)
-        )
-    )
+    moments = CreditGrant.objects.filter(
+        balance__customer_id=subscription.customer_id,
+        balance__credit_entitlement_id__in=[link.credit_entitlement_id for link in links],
+        is_expired=False,
+        expires_at__lt=before,  # never null, then
+    ).values_list("expires_at", flat=True)
+    return sorted({moment for moment in moments if moment is not None})
 
 
 def run_deductions(*, now: datetime) -> int:
@@ -312,7 +318,7 @@ def close_credit_period(
     for product_meter in meters:
         _checkpoint(subscription, product_meter, period)
     for entitlement_id in sorted(
-        {link.credit_entitlement_id for link in links} | {pm.credit_entitlement_id for pm in meters}
+        {link.credit_entitlement_id for link in links} | {entitlement_id(pm) for pm in meters}
     ):
         ledger.locked_balance(entitlement_id, subscription.customer_id, now=now)
     for moment in [*_expiry_moments(subscription, links, before=period.end), period.end]:

@@ -11,10 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from audit import log as audit_log
+from audit.models import Action
 from billing_site.errors import Conflict, DomainError, InvalidInput
+from billing_site.periods import BillingInterval, add_interval
 from credits import webhook_events
 from credits.models import (
     CreditBalance,
@@ -26,7 +30,6 @@ from credits.models import (
     ProductCreditEntitlement,
     TransactionType,
 )
-from products.periods import BillingInterval, add_interval
 
 ZERO = Decimal(0)
 
@@ -151,8 +154,36 @@ def _record(
         raise IdempotencyKeyReused(
             f"The idempotency key {idempotency_key!r} was already used for this balance."
         ) from None
+    _audit_entry(entry)
     webhook_events.ledger_entry_recorded(entry)  # in this transaction: sent only if it commits
     return entry
+
+
+def _audit_entry(entry: LedgerEntry) -> None:
+    """One audit row per ledger entry, in its transaction: the balance and overage before and
+    after. Written here because this module is the only writer of ledger entries."""
+    balance = entry.balance
+    audit_log.record(
+        object_type="credits.creditbalance",
+        object_id=f"{balance.credit_entitlement_id}/{balance.customer_id}",
+        action=Action.BALANCE_CHANGED,
+        before={"balance": entry.balance_before, "overage": entry.overage_before},
+        after={"balance": entry.balance_after, "overage": entry.overage_after},
+        details={
+            "ledger_entry_id": entry.pk,
+            "transaction_type": entry.transaction_type,
+            "amount": entry.amount,
+            "balance_change": entry.balance_change,
+            "overage_change": entry.overage_change,
+            "description": entry.description,
+            "created_by": entry.created_by,
+            "grant_id": entry.grant_id,
+            "reference": [entry.reference_type, entry.reference_id]
+            if entry.reference_type
+            else None,
+            "idempotency_key": entry.idempotency_key,
+        },
+    )
 
 
 def _check_key(balance: CreditBalance, idempotency_key: str | None) -> None:
@@ -281,7 +312,7 @@ def deduct(
         headroom = rest if rules.overage_limit is None else rules.overage_limit - balance.overage
         to_overage = max(min(rest, headroom), ZERO)
     blocked = rest - to_overage
-    common = {
+    common: dict[str, Any] = {
         "now": now,
         "description": description,
         "reference": reference,
@@ -377,6 +408,7 @@ def expire_grants(balance: CreditBalance, *, rules: CreditRules, as_of: datetime
     (until `max_rollover_count` consecutive rollovers, after which it is forfeited)."""
     due = balance.grants.filter(is_expired=False, expires_at__isnull=False, expires_at__lte=as_of)
     for old in due.order_by("expires_at", "id"):
+        assert old.expires_at is not None  # the query keeps dated grants only
         remaining = old.remaining_amount
         old.is_expired = True
         old.remaining_amount = ZERO

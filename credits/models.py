@@ -13,7 +13,7 @@ from django.utils import timezone
 from billing_site.fields import NumericField
 from billing_site.ids import new_credit_entitlement_id
 from billing_site.jsonutil import ExactJSONDecoder, ExactJSONEncoder
-from products.periods import INTERVAL_UNITS
+from billing_site.periods import INTERVAL_UNITS
 
 INTERVAL_CHOICES = [(unit, unit) for unit in INTERVAL_UNITS]
 

@@ -16,10 +16,10 @@ from django.db import IntegrityError, transaction
 from audit import log as audit_log
 from audit.models import Action
 from billing_site.errors import Conflict, InvalidInput, NotFound
+from billing_site.money import CURRENCIES, decimal_digits
+from billing_site.periods import INTERVAL_UNITS
 from credits.models import CreditEntitlement, OverageBehavior, ProductCreditEntitlement
 from products.models import Product
-from products.money import CURRENCIES, decimal_digits
-from products.periods import INTERVAL_UNITS
 
 MAX_ENTITLEMENTS_PER_PRODUCT = 5
 # Bounds that keep every setting storable (integer columns) and every date computed from it in
@@ -163,9 +163,7 @@ def _check_entitlement(entitlement: CreditEntitlement) -> None:
             "rollover_timeframe_count and rollover_timeframe_interval go together.",
         )
     if errors:
-        raise InvalidInput(
-            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
-        )
+        raise InvalidInput.from_errors(errors)
     for field in ("price_per_unit", "overage_limit"):
         setattr(entitlement, field, values[field])
     clash = (
@@ -308,9 +306,7 @@ def validate_links(entries: object) -> list[dict]:
         check_settings(values, errors, prefix)
         links.append({"credit_entitlement": entitlement, "credits_amount": amount, **values})
     if errors:
-        raise InvalidInput(
-            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
-        )
+        raise InvalidInput.from_errors(errors)
     return links
 
 

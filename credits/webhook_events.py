@@ -36,7 +36,7 @@ LEDGER_EVENT_TYPES = {
 
 def ledger_entry_recorded(entry: LedgerEntry) -> None:
     """credit.<type> for a new ledger entry, its data the entry as the credits API shows it."""
-    event_type = LEDGER_EVENT_TYPES.get(entry.transaction_type)
+    event_type = LEDGER_EVENT_TYPES.get(TransactionType(entry.transaction_type))
     if event_type is None:
         return
     endpoint_ids = subscribed_endpoint_ids(event_type)
@@ -69,7 +69,9 @@ def balance_deducted(balance: CreditBalance, *, balance_before: Decimal) -> None
     )
     payloads = []
     for link in links:
-        threshold = link.credits_amount * link.low_balance_threshold_percent / 100
+        percent = link.low_balance_threshold_percent
+        assert percent is not None  # the query keeps only links with a threshold
+        threshold = link.credits_amount * percent / 100
         if not balance_after < threshold <= balance_before:
             continue
         for subscription in link.product.subscriptions.all():

@@ -13,8 +13,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing_site.api.fields import filter_exact, parse_query_datetime
-from events.ingest import ingest
 from events.models import Event
+from products.billing import ingest_events
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -47,7 +47,7 @@ class IngestView(APIView):
         summary="Ingest a batch of 1 to 1,000 usage events",
     )
     def post(self, request):
-        ingested_count = ingest(request.body, now=timezone.now())
+        ingested_count = ingest_events(request.body, now=timezone.now())
         return Response({"ingested_count": ingested_count})
 
 

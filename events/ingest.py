@@ -8,28 +8,30 @@ is never mistaken for a duplicate.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import connection, transaction
 
 from billing_site.errors import DomainError, InvalidInput
 from billing_site.jsonutil import exact_dumps, exact_loads
+from billing_site.metadata import (
+    MAX_FRACTION_DIGITS,
+    MAX_KEY_LENGTH,
+    MAX_METADATA_KEYS,
+    MAX_STRING_VALUE_LENGTH,
+    is_storable_number,
+)
+from billing_site.retries import with_retries
 
 MAX_EVENTS = 1000
 MAX_ID_LENGTH = 255
-MAX_METADATA_KEYS = 50
-MAX_KEY_LENGTH = 100
-MAX_STRING_VALUE_LENGTH = 500
-# Numbers are kept exactly (jsonb numeric); these bounds keep them sane for billing arithmetic.
-MAX_NUMBER_MAGNITUDE = Decimal("1e20")
-MAX_FRACTION_DIGITS = 20
 DEADLOCK_RETRIES = 5
 
 # NUL cannot be stored by PostgreSQL and lone surrogates cannot be encoded as UTF-8.
@@ -144,15 +146,7 @@ def _check_timestamp(
 
 def _check_number(problems: _Problems, index: int, key: str, value: int | Decimal) -> bool:
     field = f"metadata.{key}"
-    try:
-        number = Decimal(value)
-        # copy_abs, not abs(): exact, where abs() rounds to the context and overflows (1e999999999)
-        magnitude_ok = number.copy_abs() < MAX_NUMBER_MAGNITUDE
-        exponent = number.as_tuple().exponent
-        fraction_ok = not isinstance(exponent, int) or -exponent <= MAX_FRACTION_DIGITS
-    except (InvalidOperation, ValueError):
-        magnitude_ok = fraction_ok = False
-    if not (magnitude_ok and fraction_ok):
+    if not is_storable_number(value):
         problems.add(
             index,
             field,
@@ -262,7 +256,13 @@ def validate_batch(payload: object, *, now: datetime) -> list[EventRow]:
                 )
                 continue
             first_index_of[event_id] = index
-        if None in (event_id, customer_id, event_name, timestamp, metadata):
+        if (
+            event_id is None
+            or customer_id is None
+            or event_name is None
+            or timestamp is None
+            or metadata is None
+        ):
             continue
         rows.append(EventRow(event_id, customer_id, event_name, timestamp, exact_dumps(metadata)))
     if problems.errors:
@@ -296,12 +296,14 @@ SELECT coalesce((SELECT stored FROM batch), 0)
 
 
 @contextmanager
-def _binary_cursor() -> Iterator[psycopg.Cursor]:
+def _binary_cursor() -> Iterator[Any]:
     """A server-side-binding cursor on Django's connection (so inside its transaction), wrapped
     as Django wraps its own: `django.db` errors, execute wrappers, and DEBUG query logging."""
     connection.ensure_connection()
     with connection.wrap_database_errors:
-        raw = psycopg.Cursor(connection.connection)
+        # Django's wrappers take any DB-API cursor; its stubs name only its own.
+        raw: Any = psycopg.Cursor(connection.connection)
+    wrapped: Any
     if connection.queries_logged:
         wrapped = connection.make_debug_cursor(raw)
     else:
@@ -310,12 +312,20 @@ def _binary_cursor() -> Iterator[psycopg.Cursor]:
         yield cursor
 
 
-def store_batch(rows: list[EventRow], *, now: datetime) -> int:
+Admission = Callable[[list[EventRow]], None]
+"""A rule run inside the write transaction, before the insert, that may refuse a batch by
+raising InvalidEvents. Billing owns the one in use (products.billing.refuse_invoiced_periods:
+events of invoiced periods are refused); ingestion only gives it the place to run."""
+
+
+def store_batch(rows: list[EventRow], *, now: datetime, admit: Admission) -> int:
     """Store the new events of a validated batch; returns how many were new.
 
-    One statement dedupes and writes, in `event_id` order so that concurrent batches sharing ids
-    lock rows in the same order. A deadlock or serialization failure is retried here, never
-    surfaced as an error or a lost batch. Commit happens before returning: accepted is durable.
+    `admit` runs first, in the same transaction, so whatever it checks holds when the events are
+    written. One statement dedupes and writes, in `event_id` order so that concurrent batches
+    sharing ids lock rows in the same order. A deadlock or serialization failure is retried here,
+    never surfaced as an error or a lost batch. Commit happens before returning: accepted is
+    durable.
     """
     params = [
         now,
@@ -326,55 +336,18 @@ def store_batch(rows: list[EventRow], *, now: datetime) -> int:
         [r.metadata_json for r in rows],
         now,
     ]
-    for attempt in range(DEADLOCK_RETRIES):
-        try:
-            with transaction.atomic():
-                _refuse_invoiced_periods(rows)
-                with _binary_cursor() as cursor:
-                    cursor.execute(_INSERT_SQL, params)
-                    return cursor.fetchone()[0]
-        except OperationalError as exc:
-            if not _is_retryable(exc) or attempt == DEADLOCK_RETRIES - 1:
-                raise
-            time.sleep(0.01 * (attempt + 1))
-    raise AssertionError("unreachable")
+
+    def write() -> int:
+        with transaction.atomic():
+            admit(rows)
+            with _binary_cursor() as cursor:
+                cursor.execute(_INSERT_SQL, params)
+                return cursor.fetchone()[0]
+
+    return with_retries(write, attempts=DEADLOCK_RETRIES, backoff_seconds=0.01)
 
 
-def _refuse_invoiced_periods(rows: list[EventRow]) -> None:
-    """Refuse events that fall into a period already invoiced for their customer.
-
-    Runs inside the write transaction, holding the customers against a concurrent period close,
-    so an event is either refused here or counted by the invoice of its period, never lost.
-    """
-    from products.billing import hold_customers_for_ingest
-
-    windows = hold_customers_for_ingest(row.customer_id for row in rows)
-    if not windows:
-        return
-    errors = [
-        {
-            "index": index,
-            "field": f"events[{index}].timestamp",
-            "code": "PERIOD_ALREADY_INVOICED",
-            "message": f"The billing period containing {row.timestamp.isoformat()} is already "
-            f"invoiced for customer {row.customer_id!r}.",
-        }
-        for index, row in enumerate(rows)
-        if any(start <= row.timestamp < end for start, end in windows.get(row.customer_id, ()))
-    ]
-    if errors:
-        raise InvalidEvents(
-            f"{len(errors)} events fall into already invoiced periods; nothing was stored.",
-            errors=errors,
-        )
-
-
-def _is_retryable(exc: OperationalError) -> bool:
-    sqlstate = getattr(exc.__cause__, "sqlstate", None)
-    return sqlstate in {"40P01", "40001"}  # deadlock_detected, serialization_failure
-
-
-def ingest(body: bytes, *, now: datetime) -> int:
+def ingest(body: bytes, *, now: datetime, admit: Admission) -> int:
     """The whole ingestion request: parse, validate, store. Returns the count of new events."""
     rows = validate_batch(parse_body(body), now=now)
-    return store_batch(rows, now=now)
+    return store_batch(rows, now=now, admit=admit)

@@ -17,6 +17,7 @@ from typing import Any
 from django.db import connection
 
 from billing_site.jsonutil import exact_dumps, exact_loads
+from billing_site.money import format_minor
 from events.queries import EVENTS_TABLE, pending_batch_stats
 from meters.models import Aggregation, Meter
 from meters.preview import SKIP_MISSING_KEY, SKIP_NOT_A_NUMBER, metadata_display
@@ -24,7 +25,6 @@ from meters.usage import Usage, event_value_sql, matching_events_sql, usage_by_c
 from meters.usage import usage_series as usage_series_query
 from products.billing import usage_charge
 from products.models import Customer, ProductMeter, Subscription
-from products.money import format_minor
 
 RANGE_PRESETS: dict[str, timedelta] = {
     "24h": timedelta(hours=24),

@@ -9,7 +9,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from billing_site.errors import InvalidInput
+from billing_site.errors import InvalidInput, describe
 from billing_site.jsonutil import exact_dumps
 
 OPERATORS: tuple[str, ...] = (
@@ -58,9 +58,7 @@ class InvalidFilter(InvalidInput):
     code = "INVALID_FILTER"
 
     def __init__(self, errors: list[dict[str, str]]) -> None:
-        super().__init__(
-            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=list(errors)
-        )
+        super().__init__(describe(errors), errors=list(errors))
 
 
 # --- validation ---------------------------------------------------------------------------

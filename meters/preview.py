@@ -90,7 +90,8 @@ def parse_draft(data: object) -> Draft:
     if not isinstance(event_name, str) or not event_name.strip():
         errors.append({"field": "event_name", "message": "Is required."})
         event_name = ""
-    aggregation_type, aggregation_key = Aggregation.COUNT, None
+    aggregation_type: str = Aggregation.COUNT
+    aggregation_key: str | None = None
     raw_aggregation = data.get("aggregation")
     if isinstance(raw_aggregation, dict) and raw_aggregation.get("type") == Aggregation.COUNT:
         raw_aggregation = {"type": Aggregation.COUNT, "key": None}  # a count ignores its key
@@ -105,9 +106,7 @@ def parse_draft(data: object) -> Draft:
         except filters.InvalidFilter as exc:
             errors.extend(exc.errors)
     if errors:
-        raise InvalidInput(
-            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
-        )
+        raise InvalidInput.from_errors(errors)
     return Draft(event_name.strip(), aggregation_type, aggregation_key, flt)
 
 

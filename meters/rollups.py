@@ -16,9 +16,10 @@ import logging
 import time
 from datetime import datetime, timedelta
 
-from django.db import OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from billing_site.retries import with_retries
 from events.queries import EVENTS_TABLE, PENDING_EVENT_IDS_SQL, claim_pending_batches
 from meters.models import Meter
 from meters.usage import (
@@ -56,19 +57,6 @@ _MERGE_INTO_EXISTING = """
                            > (b.last_timestamp, b.last_event_pk)
                       THEN excluded.last_timestamp ELSE b.last_timestamp END
 """
-
-
-def _with_retries(work):
-    """Deadlocks between workers are resolved by PostgreSQL aborting one; that one tries again."""
-    for attempt in range(RETRIES):
-        try:
-            return work()
-        except OperationalError as exc:
-            sqlstate = getattr(exc.__cause__, "sqlstate", None)
-            if sqlstate not in {"40P01", "40001"} or attempt == RETRIES - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 def _ids_by_event_name(event_ids: list[int]) -> dict[str, list[int]]:
@@ -146,7 +134,7 @@ def roll_up_pending(*, max_batches: int = MAX_BATCHES_PER_TRANSACTION) -> int:
                 _apply_delta(meter, ids_by_name[meter.event_name])
             return len(event_ids)
 
-    return _with_retries(work)
+    return with_retries(work, attempts=RETRIES, backoff_seconds=0.05)
 
 
 def roll_up_all_pending(*, time_budget: float | None = None) -> int:
@@ -268,7 +256,7 @@ def backfill_step(meter_id: str, *, now: datetime | None = None, days: int | Non
             )
             return done
 
-    return _with_retries(work)
+    return with_retries(work, attempts=RETRIES, backoff_seconds=0.05)
 
 
 def backfill_meter(meter_id: str, *, time_budget: float | None = None) -> bool:

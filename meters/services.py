@@ -63,10 +63,8 @@ def validate_aggregation(data: object) -> tuple[str, str | None]:
             {"field": "aggregation.key", "message": f"Is required for a {kind} aggregation."}
         )
     if errors:
-        raise InvalidInput(
-            "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
-        )
-    return kind, key
+        raise InvalidInput.from_errors(errors)
+    return str(kind), key
 
 
 def create_meter(

@@ -48,12 +48,12 @@ class Aggregate:
     last_value: Decimal | None
 
     def usage(self, aggregation: str) -> Usage:
-        quantity = {
+        quantity: Decimal | None = {
             Aggregation.COUNT: Decimal(self.event_count),
             Aggregation.SUM: self.value_sum,
             Aggregation.MAX: self.value_max,
             Aggregation.LAST: self.last_value,
-        }[aggregation]
+        }[Aggregation(aggregation)]
         return Usage(_normalize(quantity), self.event_count, self.skipped_count)
 
 

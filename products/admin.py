@@ -18,11 +18,11 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from billing_site.money import format_minor
 from billing_site.views import plotly_src
 from meters import analytics
 from products import services
 from products.models import Customer, Invoice, InvoiceLine, Product, ProductMeter, Subscription
-from products.money import format_minor
 
 
 class ReadOnlyInline(admin.TabularInline):

@@ -15,13 +15,13 @@ from billing_site.api.pagination import page_params, paged_response
 from billing_site.api.serializers import BusinessIdField, MetadataField
 from billing_site.errors import NotFound
 from billing_site.jsonutil import ExactJSONEncoder
+from billing_site.money import CURRENCIES
+from billing_site.periods import INTERVAL_UNITS
 from billing_site.wire import decimal_text, timestamp_text
 from credits.services import MAX_EXPIRES_AFTER_DAYS
 from products import services
 from products.history import usage_history
 from products.models import Customer, Invoice, Product, Subscription
-from products.money import CURRENCIES
-from products.periods import INTERVAL_UNITS
 from products.wire import (
     customer_details,
     invoice_data,

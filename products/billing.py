@@ -21,6 +21,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 
+from billing_site.locks import lock_customer_slots
+from billing_site.money import round_minor
+from billing_site.periods import Period
 from credits.deduction import (
     CreditLine,
     OverageCharge,
@@ -28,6 +31,7 @@ from credits.deduction import (
     grant_period_credits,
 )
 from credits.models import ProductCreditEntitlement
+from events.ingest import EventRow, InvalidEvents, ingest
 from meters.rollups import roll_up_all_pending
 from meters.usage import Usage, usage_by_customer
 from products import webhook_events
@@ -40,15 +44,8 @@ from products.models import (
     Subscription,
     SubscriptionStatus,
 )
-from products.money import round_minor
-from products.periods import Period
 
 logger = logging.getLogger(__name__)
-
-# Advisory locks that keep ingestion and period closing of one customer apart. Customers hash into
-# a fixed number of slots so a batch of 1,000 customers takes at most this many locks.
-CUSTOMER_LOCK_CLASS = 7301
-CUSTOMER_LOCK_SLOTS = 64
 
 
 @dataclass(frozen=True)
@@ -165,7 +162,7 @@ def hold_customers_for_ingest(customer_ids: Iterable[str]) -> dict[str, list[tup
     {customer_id: [(first invoiced moment, end of invoiced history)]}.
     """
     customers = sorted(set(customer_ids))
-    _lock_customer_slots(customers, shared=True)
+    lock_customer_slots(customers, shared=True)
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -180,19 +177,37 @@ def hold_customers_for_ingest(customer_ids: Iterable[str]) -> dict[str, list[tup
     return windows
 
 
-def _lock_customer_slots(customer_ids: Iterable[str], *, shared: bool) -> None:
-    """Transaction-scoped locks on these customers' slots, always in slot order, so ingestion
-    (shared) and period closes (exclusive) never wait on each other in a cycle."""
-    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT {function}(%s, slot)
-            FROM (SELECT DISTINCT hashtext(c) %% %s AS slot FROM unnest(%s::text[]) c) slots
-            ORDER BY slot
-            """,
-            [CUSTOMER_LOCK_CLASS, CUSTOMER_LOCK_SLOTS, sorted(set(customer_ids))],
+def refuse_invoiced_periods(rows: list[EventRow]) -> None:
+    """Ingestion's admission rule: refuse events that fall into a period already invoiced for
+    their customer.
+
+    Runs inside the ingest write transaction, holding the customers against a concurrent period
+    close, so an event is either refused here or counted by the invoice of its period, never lost.
+    """
+    windows = hold_customers_for_ingest(row.customer_id for row in rows)
+    if not windows:
+        return
+    errors = [
+        {
+            "index": index,
+            "field": f"events[{index}].timestamp",
+            "code": "PERIOD_ALREADY_INVOICED",
+            "message": f"The billing period containing {row.timestamp.isoformat()} is already "
+            f"invoiced for customer {row.customer_id!r}.",
+        }
+        for index, row in enumerate(rows)
+        if any(start <= row.timestamp < end for start, end in windows.get(row.customer_id, ()))
+    ]
+    if errors:
+        raise InvalidEvents(
+            f"{len(errors)} events fall into already invoiced periods; nothing was stored.",
+            errors=errors,
         )
+
+
+def ingest_events(body: bytes, *, now: datetime) -> int:
+    """Ingest a request body under billing's admission rule: what the API and the demo call."""
+    return ingest(body, now=now, admit=refuse_invoiced_periods)
 
 
 # --- the cycle ------------------------------------------------------------------------------------
@@ -259,7 +274,7 @@ def _close(subscriptions: list[Subscription], *, now: datetime) -> list[Invoice]
     closing a credit period takes checkpoint and balance locks in an order that holds for one
     subscription per transaction.
     """
-    _lock_customer_slots((s.customer_id for s in subscriptions), shared=False)
+    lock_customer_slots((s.customer_id for s in subscriptions), shared=False)
     product_ids = {s.product_id for s in subscriptions}
     product_meters: dict[str, list[ProductMeter]] = {pid: [] for pid in product_ids}
     for product_meter in (
@@ -278,7 +293,8 @@ def _close(subscriptions: list[Subscription], *, now: datetime) -> list[Invoice]
     for subscription in subscriptions:
         period = subscription.period(subscription.period_index)
         meters = product_meters[subscription.product_id]
-        credit_lines, overage_charges = [], []
+        credit_lines: list[CreditLine] = []
+        overage_charges: list[OverageCharge] = []
         if subscription.product_id in granting or any(pm.credit_entitlement_id for pm in meters):
             credit_lines, overage_charges = close_credit_period(subscription, period, now=now)
         priced = {
@@ -407,7 +423,7 @@ def run_billing_cycle(*, now: datetime, batch_size: int | None = None) -> list[I
     roll_up_all_pending()
     invoices = []
     # Larger batches save round trips but hold their customers' ingest locks (up to
-    # CUSTOMER_LOCK_SLOTS slots) for longer.
+    # billing_site.locks.CUSTOMER_LOCK_SLOTS slots) for longer.
     batch_size = batch_size or settings.BILLING_BATCH_SIZE
     for credits, limit in ((False, batch_size), (True, 1)):
         while batch := close_due_batch(now=now, limit=limit, credits=credits):

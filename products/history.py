@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from billing_site.periods import Period
 from meters.usage import meter_usage
 from products.billing import usage_line
 from products.models import InvoiceLine, LineKind, Subscription, SubscriptionStatus
-from products.periods import Period
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,10 @@ class MeterUsageEntry:
     meter_id: str
     name: str
     measurement_unit: str
-    consumed_units: Decimal
+    consumed_units: Decimal | None
     free_threshold: int
-    chargeable_units: Decimal
-    price_per_unit: Decimal
+    chargeable_units: Decimal | None
+    price_per_unit: Decimal | None  # None for a meter billed in credits
     total_price: int
 
 
@@ -79,16 +79,18 @@ def usage_history(
         if meter_id is not None:
             entries = [e for e in entries if e.meter_id == meter_id]
         history.append(
-            UsagePeriod(period.start, period.end, invoice and invoice.invoice_id, entries)
+            UsagePeriod(period.start, period.end, invoice.invoice_id if invoice else None, entries)
         )
     return history
 
 
 def _entry_from_line(line: InvoiceLine) -> MeterUsageEntry:
+    meter = line.meter
+    assert meter is not None  # usage lines always name their meter
     return MeterUsageEntry(
-        meter_id=line.meter_id,
-        name=line.meter.name,
-        measurement_unit=line.meter.measurement_unit,
+        meter_id=meter.id,
+        name=meter.name,
+        measurement_unit=meter.measurement_unit,
         consumed_units=line.consumed_units,
         free_threshold=line.free_threshold or 0,
         chargeable_units=line.chargeable_units,

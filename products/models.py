@@ -13,7 +13,7 @@ from billing_site.ids import (
     new_subscription_id,
 )
 from billing_site.jsonutil import ExactJSONDecoder, ExactJSONEncoder
-from products.periods import INTERVAL_UNITS, BillingInterval, Period, period_start
+from billing_site.periods import INTERVAL_UNITS, BillingInterval, Period, period_start
 
 
 class Customer(models.Model):

@@ -18,12 +18,12 @@ from django.db import transaction
 from audit import log as audit_log
 from audit.models import Action
 from billing_site.errors import DomainError, InvalidInput, NotFound
+from billing_site.money import CURRENCIES, decimal_digits
+from billing_site.periods import INTERVAL_UNITS, BillingInterval, period_start
 from credits import services as credit_services
 from credits.deduction import grant_period_credits
 from meters.models import Meter
 from products.models import Customer, Product, ProductMeter, Subscription
-from products.money import CURRENCIES, decimal_digits
-from products.periods import INTERVAL_UNITS, BillingInterval, period_start
 
 MAX_METERS_PER_PRODUCT = 10
 MAX_PRICE_INTEGER_DIGITS = 5
@@ -149,15 +149,15 @@ def validate_meter_prices(entries: object) -> list[MeterPrice]:
         price = parse_price_per_unit(entry["price_per_unit"], f"{field}.price_per_unit")
         prices.append(MeterPrice(meter_id, price, free))
     meters = {m.id: m for m in Meter.objects.filter(id__in=seen)}
-    for index, price in enumerate(prices):
-        meter = meters.get(price.meter_id)
+    for index, meter_price in enumerate(prices):
+        meter = meters.get(meter_price.meter_id)
         field = f"price.meters[{index}].meter_id"
         if meter is None:
-            raise _fail(field, f"No meter {price.meter_id}.", "MISSING_METER_IDS")
+            raise _fail(field, f"No meter {meter_price.meter_id}.", "MISSING_METER_IDS")
         if meter.is_archived:
             raise _fail(
                 field,
-                f"Meter {price.meter_id} is archived; unarchive it first.",
+                f"Meter {meter_price.meter_id} is archived; unarchive it first.",
                 "METER_IS_DELETED",
             )
     return prices

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from events.ingest import ingest
+from products.billing import ingest_events as ingest
 from products.models import Customer
 
 

@@ -8,7 +8,14 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from events.ingest import MAX_FRACTION_DIGITS, MAX_METADATA_KEYS, MAX_NUMBER_MAGNITUDE
+from billing_site.metadata import (
+    MAX_FRACTION_DIGITS,
+    MAX_KEY_LENGTH,
+    MAX_METADATA_KEYS,
+    MAX_NUMBER_MAGNITUDE,
+    MAX_STRING_VALUE_LENGTH,
+    is_storable_number,
+)
 
 
 class BusinessIdField(serializers.Field):
@@ -30,7 +37,7 @@ METADATA_SCHEMA = {
     "maxProperties": MAX_METADATA_KEYS,
     "additionalProperties": {
         "oneOf": [
-            {"type": "string", "maxLength": 500},
+            {"type": "string", "maxLength": MAX_STRING_VALUE_LENGTH},
             {
                 "type": "number",
                 "minimum": -int(MAX_NUMBER_MAGNITUDE),
@@ -53,26 +60,18 @@ class MetadataField(serializers.DictField):
         if len(value) > MAX_METADATA_KEYS:
             raise serializers.ValidationError(f"At most {MAX_METADATA_KEYS} keys are allowed.")
         for key, item in value.items():
-            if not key or len(key) > 100:
-                raise serializers.ValidationError("Keys must be 1 to 100 characters.")
+            if not key or len(key) > MAX_KEY_LENGTH:
+                raise serializers.ValidationError(f"Keys must be 1 to {MAX_KEY_LENGTH} characters.")
             if not isinstance(item, str | int | float | Decimal | bool) or (
-                isinstance(item, str) and len(item) > 500
+                isinstance(item, str) and len(item) > MAX_STRING_VALUE_LENGTH
             ):
                 raise serializers.ValidationError(
                     f"{key}: values must be strings (at most 500 characters), numbers or booleans."
                 )
-            if not isinstance(item, bool | str) and not _storable_number(item):
+            if not isinstance(item, bool | str) and not is_storable_number(item):
                 # As on events: 1e999999 would overflow the jsonb numeric (a 500), NaN is no JSON.
                 raise serializers.ValidationError(
                     f"{key}: numbers must be below 1e20 in magnitude with at most "
                     f"{MAX_FRACTION_DIGITS} decimals."
                 )
         return value
-
-
-def _storable_number(value: int | float | Decimal) -> bool:
-    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    if not number.is_finite():
-        return False
-    exponent = number.as_tuple().exponent
-    return number.copy_abs() < MAX_NUMBER_MAGNITUDE and -exponent <= MAX_FRACTION_DIGITS

@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 
 from billing_site.jsonutil import exact_dumps
-from events.ingest import ingest
 from meters.models import Meter
+from products.billing import ingest_events as ingest
 from tests.dashboard.browser import screenshot, skip_without_chromium
 from tests.factories import event
 

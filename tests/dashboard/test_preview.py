@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from billing_site.errors import InvalidInput
 from billing_site.jsonutil import exact_dumps
-from events.ingest import ingest
 from meters import preview
 from meters.filters import matches
+from products.billing import ingest_events as ingest
 from tests.factories import event
 
 NAME = "llm.request"

@@ -19,7 +19,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from billing_site.jsonutil import exact_dumps
-from events.ingest import ingest
+from products.billing import ingest_events as ingest
 from products.models import Invoice, InvoiceLine, Subscription
 from tests.factories import make_customer
 from tests.faults.processes import Worker

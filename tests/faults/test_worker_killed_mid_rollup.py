@@ -18,12 +18,12 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from billing_site.jsonutil import exact_dumps
-from events.ingest import ingest
 from events.models import IngestBatch
 from meters import services
 from meters.models import DailyUsage, HourlyUsage, Meter
 from meters.rollups import MAX_BATCHES_PER_TRANSACTION
 from meters.usage import meter_usage
+from products.billing import ingest_events as ingest
 from tests.faults.processes import Worker
 from tests.meters.oracle import RawEvent, aggregate
 

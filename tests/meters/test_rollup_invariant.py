@@ -15,10 +15,10 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from events.ingest import ingest
 from meters import rollups, services
 from meters.models import Meter
 from meters.usage import meter_usage, usage_by_customer, usage_series
+from products.billing import ingest_events as ingest
 from tests.meters.oracle import RawEvent, aggregate, is_number
 
 NOW = datetime(2026, 3, 10, 12, 30, 17, 123456, tzinfo=UTC)

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
+from billing_site.money import round_minor
 from products.billing import run_billing_cycle, usage_charge
 from products.models import Invoice, LineKind
-from products.money import round_minor
 from tests.products.factories import make_meter, make_product, send_usage, subscribe
 
 START = datetime(2026, 1, 31, 9, 15, tzinfo=UTC)  # monthly periods: Jan 31, Feb 28, Mar 31

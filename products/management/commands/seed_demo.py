@@ -19,12 +19,12 @@ from tqdm import tqdm
 
 from credits import services as credit_services
 from credits.models import CreditEntitlement
-from events.ingest import MAX_EVENTS, ingest
+from events.ingest import MAX_EVENTS
 from meters import rollups
 from meters import services as meter_services
 from meters.models import Meter
 from products import services
-from products.billing import run_billing_cycle
+from products.billing import ingest_events, run_billing_cycle
 from products.models import Customer, Product, Subscription
 
 DAYS = 30
@@ -245,7 +245,8 @@ class Command(BaseCommand):
             for n in range(5)
         ]
         for offset in tqdm(range(0, len(events), MAX_EVENTS), desc="demo events", unit="batch"):
-            ingest(json.dumps({"events": events[offset : offset + MAX_EVENTS]}).encode(), now=now)
+            batch = {"events": events[offset : offset + MAX_EVENTS]}
+            ingest_events(json.dumps(batch).encode(), now=now)
 
     @staticmethod
     def _usage(product_name: str, rng: random.Random) -> tuple[str, dict]:

@@ -1,4 +1,4 @@
-"""Tests for products.periods: anchor-based billing periods (pure Python, no Django needed)."""
+"""Tests for billing_site.periods: anchor-based billing periods (pure Python, no Django needed)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from products import periods
-from products.periods import (
+from billing_site import periods
+from billing_site.periods import (
     INTERVAL_UNITS,
     BillingInterval,
     Period,

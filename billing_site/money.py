@@ -206,6 +206,7 @@ def decimal_digits(value: Decimal) -> tuple[int, int]:
     _, digits, exponent = value.as_tuple()
     if not any(digits):
         return 0, 0
+    assert isinstance(exponent, int), "decimal_digits needs a finite decimal"
     trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
     dropped = min(trailing_zeros, max(-exponent, 0))
     exponent += dropped
