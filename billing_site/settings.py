@@ -163,6 +163,11 @@ EVENT_FUTURE_TOLERANCE_SECONDS = 300
 
 # Subscriptions whose periods are closed in one transaction (products/billing.py).
 BILLING_BATCH_SIZE = int(os.environ.get("BILLING_BATCH_SIZE", "100"))
+# A closed period's invoice stays a draft this long, so late events still enter it; 0 finalizes
+# at once (a product may override it).
+BILLING_GRACE_PERIOD_MINUTES = int(os.environ.get("BILLING_GRACE_PERIOD_MINUTES", "60"))
+# Invoice numbers are PREFIX-YEAR-NNNNNN, sequential and gap-free, given at finalization.
+INVOICE_NUMBER_PREFIX = os.environ.get("INVOICE_NUMBER_PREFIX", "INV")
 
 # The single business this installation bills for, shown as `business_id` on the wire.
 BUSINESS_ID = os.environ.get("BUSINESS_ID", "bus_selfhosted")

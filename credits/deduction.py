@@ -72,7 +72,7 @@ def _checkpoint(subscription: Subscription, product_meter: ProductMeter, period:
                 meter_id=product_meter.meter_id,
                 period_index=period.index,
                 defaults={
-                    "credit_entitlement_id": entitlement_id(product_meter),
+                    "credit_entitlement_id": meter_entitlement_id(product_meter),
                     "updated_at": period.start,  # nothing counted yet
                 },
             )
@@ -109,7 +109,7 @@ def deduct_meter_usage(
     delta = credits_due - checkpoint.credits_deducted - checkpoint.credits_blocked
     if delta != 0:
         balance = ledger.locked_balance(
-            entitlement_id(product_meter), subscription.customer_id, now=now
+            meter_entitlement_id(product_meter), subscription.customer_id, now=now
         )
         reference = ("subscription", subscription.subscription_id)
         if delta > 0:
@@ -159,7 +159,7 @@ def _give_back(balance, amount: Decimal, checkpoint, *, rules, now, reference) -
         checkpoint.credits_deducted -= refund
 
 
-def entitlement_id(product_meter: ProductMeter) -> str:
+def meter_entitlement_id(product_meter: ProductMeter) -> str:
     """The entitlement a credit-billed meter deducts from (credit_meters() keeps only those)."""
     assert product_meter.credit_entitlement_id is not None
     return product_meter.credit_entitlement_id
@@ -177,6 +177,10 @@ def deduct_subscription(subscription_id: str, *, now: datetime) -> int:
     """One subscription's open-period deduction, each meter in its own transaction."""
     subscription = Subscription.objects.select_related("product").filter(pk=subscription_id).first()
     if subscription is None or subscription.status != SubscriptionStatus.ACTIVE:
+        return 0
+    if subscription.awaits_finalization:
+        # The period before is a draft: its credit close, then this period's grant, come at
+        # its finalization; deducting now would draw on a balance still being settled.
         return 0
     period = subscription.period(subscription.period_index)
     meters = credit_meters(subscription)
@@ -318,7 +322,7 @@ def close_credit_period(
     for product_meter in meters:
         _checkpoint(subscription, product_meter, period)
     for entitlement_id in sorted(
-        {link.credit_entitlement_id for link in links} | {entitlement_id(pm) for pm in meters}
+        {link.credit_entitlement_id for link in links} | {meter_entitlement_id(pm) for pm in meters}
     ):
         ledger.locked_balance(entitlement_id, subscription.customer_id, now=now)
     for moment in [*_expiry_moments(subscription, links, before=period.end), period.end]:

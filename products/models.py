@@ -58,6 +58,12 @@ class Product(models.Model):
         max_length=5, choices=[(u, u) for u in INTERVAL_UNITS], default="Year"
     )
     tax_inclusive = models.BooleanField(null=True, blank=True)
+    grace_period_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="How long a closed period's invoice stays a draft that late events still "
+        "enter; empty: BILLING_GRACE_PERIOD_MINUTES.",
+    )
     metadata = models.JSONField(
         default=dict, blank=True, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder
     )
@@ -72,6 +78,13 @@ class Product(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def awaits_finalization(self) -> bool:
+        """Whether the invoice of the period before the current one is still a draft."""
+        if self.period_index == 0:
+            return False
+        return self.finalized_until is None or self.finalized_until < self.current_period_start
 
     @property
     def interval(self) -> BillingInterval:
@@ -116,8 +129,9 @@ class SubscriptionStatus(models.TextChoices):
 class Subscription(models.Model):
     """A customer's subscription; billing periods are counted from `anchor`.
 
-    `period_index` is the current (open) period. Everything before its start is invoiced, which is
-    also the line past which late events are refused for this customer.
+    `period_index` is the current (open) period; everything before its start has an invoice.
+    Those invoices are drafts during their grace period and final after it: `finalized_until`
+    is the line before which late events are refused (null while nothing is final).
     """
 
     subscription_id = models.CharField(
@@ -135,6 +149,7 @@ class Subscription(models.Model):
     period_index = models.PositiveIntegerField(default=0)
     current_period_start = models.DateTimeField()
     current_period_end = models.DateTimeField()
+    finalized_until = models.DateTimeField(null=True, blank=True, editable=False)
     cancel_at_next_billing_date = models.BooleanField(default=False)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     billing = models.JSONField(
@@ -158,6 +173,13 @@ class Subscription(models.Model):
         return self.subscription_id
 
     @property
+    def awaits_finalization(self) -> bool:
+        """Whether the invoice of the period before the current one is still a draft."""
+        if self.period_index == 0:
+            return False
+        return self.finalized_until is None or self.finalized_until < self.current_period_start
+
+    @property
     def interval(self) -> BillingInterval:
         return BillingInterval(self.interval_unit, self.interval_count)
 
@@ -167,13 +189,24 @@ class Subscription(models.Model):
 
 
 class InvoiceStatus(models.TextChoices):
+    DRAFT = "draft"
     ISSUED = "issued"
     PAID = "paid"
     VOID = "void"
 
 
+class InvoiceKind(models.TextChoices):
+    INVOICE = "invoice"
+    CREDIT_NOTE = "credit_note"
+
+
 class Invoice(models.Model):
-    """One per subscription and billing period, written whole in one transaction."""
+    """One live invoice per subscription and billing period (a void one may be replaced).
+
+    A draft is created when the period ends and is finalized (lines frozen, `number` assigned,
+    status issued) when its grace period is over; see products/invoices.py for every transition.
+    A credit note is a negative invoice that `corrects` a paid one.
+    """
 
     invoice_id = models.CharField(
         primary_key=True, max_length=64, default=new_invoice_id, editable=False
@@ -188,21 +221,62 @@ class Invoice(models.Model):
     status = models.CharField(
         max_length=8, choices=InvoiceStatus.choices, default=InvoiceStatus.ISSUED
     )
+    kind = models.CharField(max_length=11, choices=InvoiceKind.choices, default=InvoiceKind.INVOICE)
+    number = models.CharField(max_length=32, null=True, blank=True, unique=True)
     currency = models.CharField(max_length=3)
     total_minor = models.BigIntegerField()
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    finalize_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the grace period of a draft ends."
+    )
+    issued_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    payment_reference = models.CharField(max_length=255, null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=500, null=True, blank=True)
+    replaces = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="replaced_by"
+    )
+    corrects = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="credit_notes"
+    )
 
     class Meta:
         ordering = ["-period_start", "invoice_id"]
         constraints = [
-            # The database itself refuses a second invoice for the same period.
+            # The database itself refuses a second live invoice for the same period; a void one
+            # may be replaced by a reissue, and credit notes stand beside the invoice.
             models.UniqueConstraint(
-                fields=["subscription", "period_index"], name="invoice_once_per_period"
+                fields=["subscription", "period_index"],
+                condition=models.Q(kind="invoice") & ~models.Q(status="void"),
+                name="invoice_once_per_period",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["finalize_at"],
+                condition=models.Q(status="draft"),
+                name="invoice_draft_due",
             )
         ]
 
     def __str__(self) -> str:
-        return self.invoice_id
+        return self.number or self.invoice_id
+
+    @property
+    def period(self) -> Period:
+        return Period(self.period_index, self.period_start, self.period_end)
+
+
+class InvoiceSequence(models.Model):
+    """The last invoice number given in a year: locked by the finalization that takes the next,
+    so numbers are sequential and gap-free (a rolled-back finalization gives its number back)."""
+
+    year = models.PositiveIntegerField(primary_key=True)
+    last_number = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.year}: {self.last_number}"
 
 
 class LineKind(models.TextChoices):

@@ -33,6 +33,22 @@ def invoices_created(invoices: list[Invoice]) -> None:
     )
 
 
+def invoices_finalized(invoices: list[Invoice]) -> None:
+    """invoice.finalized (an extension type) for invoices whose numbers are now frozen."""
+    invoice_changed(EventType.INVOICE_FINALIZED, invoices)
+
+
+def invoice_changed(event_type: str, invoices: list[Invoice]) -> None:
+    """An invoice lifecycle event (invoice.finalized, .paid, .voided), data as the API shows it."""
+    if not invoices:
+        return
+    endpoint_ids = subscribed_endpoint_ids(event_type)
+    if not endpoint_ids:
+        return
+    prefetch_related_objects(invoices, "lines")
+    emit(event_type, [invoice_data(invoice) for invoice in invoices], endpoint_ids=endpoint_ids)
+
+
 def subscriptions_renewed(subscriptions: list[Subscription]) -> None:
     """subscription.renewed for each subscription that moved to its next period; data is the
     subscription as GET /api/subscriptions/{id} shows it (read back, so in its new period), plus

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from billing_site.models import ApiKey
+
+# The suite's billing tests were written for invoices that are final when the period ends: they
+# run with no grace period (tests/products/test_grace_period.py sets its own), and so do the
+# Celery workers and servers the fault tests start (they inherit the environment).
+os.environ["BILLING_GRACE_PERIOD_MINUTES"] = "0"
+
+
+@pytest.fixture(autouse=True)
+def _no_grace_period():
+    with override_settings(BILLING_GRACE_PERIOD_MINUTES=0):
+        yield
+
 
 # The fixture keys get limits no test reaches, so the default 40/s (shared through Redis when
 # REDIS_URL is set) never interferes; tests/billing_site/test_rate_limits.py tests the limits.

@@ -31,6 +31,10 @@ class EventType(models.TextChoices):
     CREDIT_BALANCE_LOW = "credit.balance_low", "credit.balance_low"
     SUBSCRIPTION_RENEWED = "subscription.renewed", "subscription.renewed"
     INVOICE_CREATED = "invoice.created", "invoice.created"
+    # Extensions (not Dodo's types): the invoice lifecycle of products/invoices.py.
+    INVOICE_FINALIZED = "invoice.finalized", "invoice.finalized"
+    INVOICE_PAID = "invoice.paid", "invoice.paid"
+    INVOICE_VOIDED = "invoice.voided", "invoice.voided"
 
 
 def new_signing_secret() -> str:
