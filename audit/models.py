@@ -20,6 +20,11 @@ class Action(models.TextChoices):
     DELETED = "deleted"
     UNDELETED = "undeleted"
     BALANCE_CHANGED = "balance_changed"
+    FINALIZED = "finalized"
+    PAID = "paid"
+    VOIDED = "voided"
+    REISSUED = "reissued"
+    CREDIT_NOTE_ISSUED = "credit_note_issued"
 
 
 class ActorKind(models.TextChoices):

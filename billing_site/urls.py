@@ -10,6 +10,7 @@ from credits import api as credits_api
 from events import api as events_api
 from meters import api as meters_api
 from products import api as products_api
+from products import invoice_api
 
 api_patterns = [
     path("events/ingest", events_api.IngestView.as_view(), name="events-ingest"),
@@ -50,11 +51,41 @@ api_patterns = [
         products_api.UsageHistoryView.as_view(),
         name="subscriptions-usage-history",
     ),
-    path("invoices", products_api.InvoiceListView.as_view(), name="invoices"),
+    path("invoices", invoice_api.InvoiceListView.as_view(), name="invoices"),
     path(
         "invoices/<str:invoice_id>",
-        products_api.InvoiceDetailView.as_view(),
+        invoice_api.InvoiceDetailView.as_view(),
         name="invoices-detail",
+    ),
+    path(
+        "invoices/<str:invoice_id>/finalize",
+        invoice_api.InvoiceFinalizeView.as_view(),
+        name="invoices-finalize",
+    ),
+    path(
+        "invoices/<str:invoice_id>/mark-paid",
+        invoice_api.InvoiceMarkPaidView.as_view(),
+        name="invoices-mark-paid",
+    ),
+    path(
+        "invoices/<str:invoice_id>/void",
+        invoice_api.InvoiceVoidView.as_view(),
+        name="invoices-void",
+    ),
+    path(
+        "invoices/<str:invoice_id>/reissue",
+        invoice_api.InvoiceReissueView.as_view(),
+        name="invoices-reissue",
+    ),
+    path(
+        "invoices/<str:invoice_id>/credit-notes",
+        invoice_api.InvoiceCreditNoteView.as_view(),
+        name="invoices-credit-notes",
+    ),
+    path(
+        "subscriptions/<str:subscription_id>/upcoming-invoice",
+        invoice_api.UpcomingInvoiceView.as_view(),
+        name="subscriptions-upcoming-invoice",
     ),
     path(
         "customers/<str:customer_id>/credit-entitlements",

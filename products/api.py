@@ -21,10 +21,9 @@ from billing_site.wire import decimal_text, timestamp_text
 from credits.services import MAX_EXPIRES_AFTER_DAYS
 from products import services
 from products.history import usage_history
-from products.models import Customer, Invoice, Product, Subscription
+from products.models import Customer, Product, Subscription
 from products.wire import (
     customer_details,
-    invoice_data,
     product_data,
     product_list_item,
     subscription_data,
@@ -413,30 +412,3 @@ class UsageHistoryView(APIView):
                 ]
             }
         )
-
-
-# --- invoices ------------------------------------------------------------------------------------
-
-
-def _invoices():
-    return Invoice.objects.prefetch_related("lines")
-
-
-class InvoiceListView(APIView):
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("customer_id", str),
-            OpenApiParameter("subscription_id", str),
-            OpenApiParameter("status", str),
-        ]
-    )
-    def get(self, request):
-        params = request.query_params
-        invoices = _invoices()
-        invoices = filter_exact(invoices, params, ("customer_id", "subscription_id", "status"))
-        return paged_response(request, invoices, invoice_data)
-
-
-class InvoiceDetailView(APIView):
-    def get(self, request, invoice_id: str):
-        return Response(invoice_data(get_object_or_404(_invoices(), pk=invoice_id)))

@@ -346,6 +346,12 @@ def _dry_run(items: list[tuple[Subscription, Period]], catalogue: _Catalogue, *,
     return result
 
 
+def preview_lines(subscription: Subscription, period: Period, *, now: datetime) -> list[LineDraft]:
+    """The lines `period` would be invoiced with if it closed now, nothing written: the upcoming
+    invoice, a draft as it stands, the base of a reissue."""
+    return _dry_run([(subscription, period)], _Catalogue.of([subscription]), now=now)[0]
+
+
 def grace_period(product: Product) -> timedelta:
     """How long a closed period's invoice stays a draft: the product's own, or the setting."""
     minutes = product.grace_period_minutes
@@ -469,7 +475,7 @@ def finalize_drafts(drafts: list[Invoice], *, now: datetime) -> list[Invoice]:
     items = [(invoice.subscription, invoice.period) for invoice in drafts]
     for invoice, lines in zip(drafts, period_lines(items, catalogue, now=now), strict=True):
         InvoiceLine.objects.filter(invoice=invoice).delete()
-        _write_lines([(invoice, lines)])
+        write_lines([(invoice, lines)])
         invoice.total_minor = sum(line.amount_minor for line in lines)
     _issue(drafts, now=now)
     with connection.cursor() as cursor:
@@ -567,13 +573,11 @@ def _write_invoices(
         )
         for subscription, period, lines in drafts
     )
-    _write_lines(
-        [(invoice, lines) for invoice, (_, _, lines) in zip(invoices, drafts, strict=True)]
-    )
+    write_lines([(invoice, lines) for invoice, (_, _, lines) in zip(invoices, drafts, strict=True)])
     return invoices
 
 
-def _write_lines(invoice_lines: list[tuple[Invoice, list[LineDraft]]]) -> None:
+def write_lines(invoice_lines: list[tuple[Invoice, list[LineDraft]]]) -> None:
     InvoiceLine.objects.bulk_create(
         InvoiceLine(
             invoice=invoice,

@@ -14,7 +14,14 @@ from decimal import Decimal
 from billing_site.periods import Period
 from meters.usage import meter_usage
 from products.billing import usage_line
-from products.models import InvoiceLine, LineKind, Subscription, SubscriptionStatus
+from products.models import (
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    LineKind,
+    Subscription,
+    SubscriptionStatus,
+)
 
 
 @dataclass(frozen=True)
@@ -61,14 +68,17 @@ def usage_history(
     periods = periods[offset : None if limit is None else offset + limit]
     invoices = {
         invoice.period_index: invoice
+        # The live invoice of each period: not a void one, nor a credit note beside it.
         for invoice in subscription.invoices.filter(
-            period_index__in=[p.index for p in periods]
-        ).prefetch_related("lines__meter")
+            period_index__in=[p.index for p in periods], kind=InvoiceKind.INVOICE
+        )
+        .exclude(status=InvoiceStatus.VOID)
+        .prefetch_related("lines__meter")
     }
     history = []
     for period in periods:
         invoice = invoices.get(period.index)
-        if invoice is not None:
+        if invoice is not None and invoice.status != InvoiceStatus.DRAFT:
             entries = [
                 _entry_from_line(line)
                 for line in invoice.lines.all()

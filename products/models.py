@@ -283,6 +283,7 @@ class LineKind(models.TextChoices):
     FIXED_FEE = "fixed_fee"
     USAGE = "usage"
     CREDIT_OVERAGE = "credit_overage"
+    CREDIT_NOTE = "credit_note"
 
 
 class InvoiceLine(models.Model):

@@ -6,8 +6,13 @@ object looks the same whichever way it reaches a client.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Protocol
+
 from django.conf import settings
 
+from billing_site.periods import Period
 from billing_site.wire import decimal_text, timestamp_text
 from products.models import Customer, Invoice, Product, ProductMeter, Subscription
 
@@ -159,7 +164,9 @@ def subscription_data(subscription: Subscription) -> dict:
     }
 
 
-def invoice_data(invoice: Invoice) -> dict:
+def invoice_data(invoice: Invoice, *, lines: Iterable[InvoiceLineLike] | None = None) -> dict:
+    """An invoice or credit note; `lines` replaces the stored lines (a draft shown live)."""
+    lines = list(invoice.lines.all() if lines is None else lines)
     return {
         "invoice_id": invoice.invoice_id,
         "business_id": settings.BUSINESS_ID,
@@ -169,21 +176,63 @@ def invoice_data(invoice: Invoice) -> dict:
         "period_end": timestamp_text(invoice.period_end),
         "status": invoice.status,
         "currency": invoice.currency,
-        "total": invoice.total_minor,
+        "total": sum(line.amount_minor for line in lines),
         "created_at": timestamp_text(invoice.created_at),
-        "lines": [
-            {
-                "kind": line.kind,
-                "meter_id": line.meter_id,
-                "description": line.description,
-                "consumed_units": decimal_text(line.consumed_units),
-                "free_threshold": line.free_threshold,
-                "free_units": decimal_text(line.free_units),
-                "chargeable_units": decimal_text(line.chargeable_units),
-                "unit_price": decimal_text(line.unit_price),
-                "credits_applied": decimal_text(line.credits_applied),
-                "amount": line.amount_minor,
-            }
-            for line in invoice.lines.all()
-        ],
+        "lines": [line_data(line) for line in lines],
+        # The lifecycle (products/invoices.py).
+        "kind": invoice.kind,
+        "number": invoice.number,
+        "finalize_at": timestamp_text(invoice.finalize_at),
+        "issued_at": timestamp_text(invoice.issued_at),
+        "paid_at": timestamp_text(invoice.paid_at),
+        "payment_reference": invoice.payment_reference,
+        "voided_at": timestamp_text(invoice.voided_at),
+        "void_reason": invoice.void_reason,
+        "replaces_invoice_id": invoice.replaces_id,
+        "corrects_invoice_id": invoice.corrects_id,
+    }
+
+
+class InvoiceLineLike(Protocol):
+    """A stored InvoiceLine or a computed products.billing.LineDraft: the same fields."""
+
+    kind: str
+    meter_id: str | None
+    description: str
+    consumed_units: Decimal | None
+    free_threshold: int | None
+    free_units: Decimal | None
+    chargeable_units: Decimal | None
+    unit_price: Decimal | None
+    credits_applied: Decimal | None
+    amount_minor: int
+
+
+def line_data(line: InvoiceLineLike) -> dict:
+    return {
+        "kind": line.kind,
+        "meter_id": line.meter_id,
+        "description": line.description,
+        "consumed_units": decimal_text(line.consumed_units),
+        "free_threshold": line.free_threshold,
+        "free_units": decimal_text(line.free_units),
+        "chargeable_units": decimal_text(line.chargeable_units),
+        "unit_price": decimal_text(line.unit_price),
+        "credits_applied": decimal_text(line.credits_applied),
+        "amount": line.amount_minor,
+    }
+
+
+def upcoming_invoice_data(
+    subscription: Subscription, period: Period, lines: list[InvoiceLineLike]
+) -> dict:
+    """The invoice the open period would close with now (an extension of Dodo's API)."""
+    return {
+        "subscription_id": subscription.subscription_id,
+        "customer_id": subscription.customer_id,
+        "period_start": timestamp_text(period.start),
+        "period_end": timestamp_text(period.end),
+        "currency": subscription.product.currency,
+        "total": sum(line.amount_minor for line in lines),
+        "lines": [line_data(line) for line in lines],
     }
