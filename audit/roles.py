@@ -27,7 +27,9 @@ BILLING_APPS = ("events", "meters", "products", "credits")
 # What a billing admin manages (add/change/delete/view); every other billing model is view-only.
 MANAGED_MODELS = {
     "meters": ("meter",),
-    "products": ("product", "productmeter", "customer", "subscription"),
+    # Invoices are never edited; managing them is the lifecycle actions (finalize, mark paid,
+    # void, reissue), which need products.change_invoice.
+    "products": ("product", "productmeter", "customer", "subscription", "invoice"),
     "credits": (
         "creditentitlement",
         "productcreditentitlement",

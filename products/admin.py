@@ -8,21 +8,33 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from billing_site.errors import DomainError
 from billing_site.money import format_minor
 from billing_site.views import plotly_src
 from meters import analytics
-from products import services
-from products.models import Customer, Invoice, InvoiceLine, Product, ProductMeter, Subscription
+from products import invoices, services
+from products.invoice_pdf import invoice_pdf
+from products.models import (
+    Customer,
+    Invoice,
+    InvoiceLine,
+    Product,
+    ProductMeter,
+    Subscription,
+    SubscriptionStatus,
+)
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -45,7 +57,19 @@ class SubscriptionInline(ReadOnlyInline):
 
 class InvoiceInline(ReadOnlyInline):
     model = Invoice
-    fields = ["invoice_id", "period_start", "period_end", "status", "total"]
+    # The chain of corrections shows here: a reissue names what it replaces, a credit note
+    # what it corrects.
+    fields = [
+        "invoice_id",
+        "number",
+        "kind",
+        "period_start",
+        "period_end",
+        "status",
+        "total",
+        "replaces",
+        "corrects",
+    ]
     readonly_fields = fields
     show_change_link = True
 
@@ -90,9 +114,31 @@ class CustomerAdmin(admin.ModelAdmin):
             "credit_balances": balances,
             "usage_links": _usage_links(customer_id),
             "usage_charts": _usage_charts(customer_id, now=timezone.now()),
+            "upcoming_invoices": _upcoming_invoices(customer_id, now=timezone.now()),
             "plotly_src": plotly_src(),
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _upcoming_invoices(customer_id: str, *, now) -> list[dict]:
+    """What each active subscription's open period would be invoiced now."""
+    upcoming = []
+    for subscription_id in Subscription.objects.filter(
+        customer_id=customer_id, status=SubscriptionStatus.ACTIVE
+    ).values_list("subscription_id", flat=True):
+        subscription, lines = invoices.upcoming(subscription_id, now=now)
+        upcoming.append(_upcoming_summary(subscription, lines))
+    return upcoming
+
+
+def _upcoming_summary(subscription: Subscription, lines) -> dict:
+    currency = subscription.product.currency
+    return {
+        "subscription": subscription,
+        "period": subscription.period(subscription.period_index),
+        "lines": [(line, format_minor(line.amount_minor, currency)) for line in lines],
+        "total": format_minor(sum(line.amount_minor for line in lines), currency),
+    }
 
 
 def _usage_links(customer_id: str) -> list[tuple[str, str]]:
@@ -168,7 +214,14 @@ class ProductAdmin(admin.ModelAdmin):
         "updated_at",
         "archived_at",
     ]
-    fields = ["name", "description", "tax_category", "metadata", *readonly_fields]
+    fields = [
+        "name",
+        "description",
+        "tax_category",
+        "grace_period_minutes",
+        "metadata",
+        *readonly_fields,
+    ]
     inlines = [ProductMeterInline]
 
     def has_add_permission(self, request) -> bool:
@@ -228,8 +281,22 @@ class SubscriptionAdmin(admin.ModelAdmin):
         "cancelled_at",
         "created_at",
     ]
-    fields = [*readonly_fields, "cancel_at_next_billing_date", "metadata"]
+    fields = [*readonly_fields, "cancel_at_next_billing_date", "metadata", "upcoming_invoice"]
     inlines = [InvoiceInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "upcoming_invoice"]
+
+    @admin.display(description="Upcoming invoice")
+    def upcoming_invoice(self, subscription: Subscription) -> str:
+        """The open period as it would be invoiced now (empty once the subscription ended)."""
+        if subscription.status != SubscriptionStatus.ACTIVE:
+            return "-"
+        _, lines = invoices.upcoming(subscription.subscription_id, now=timezone.now())
+        return render_to_string(
+            "admin/products/upcoming_invoice.html",
+            {"upcoming": _upcoming_summary(subscription, lines)},
+        )
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -257,6 +324,8 @@ class InvoiceLineInline(ReadOnlyInline):
 class InvoiceAdmin(admin.ModelAdmin):
     list_display = [
         "invoice_id",
+        "number",
+        "kind",
         "customer",
         "subscription",
         "period_start",
@@ -265,11 +334,56 @@ class InvoiceAdmin(admin.ModelAdmin):
         "total",
         "print_link",
     ]
-    list_filter = ["status", "currency", "period_end"]
-    search_fields = ["=invoice_id", "=customer__customer_id", "=subscription__subscription_id"]
+    list_filter = ["status", "kind", "currency", "period_end"]
+    search_fields = [
+        "=invoice_id",
+        "=number",
+        "=customer__customer_id",
+        "=subscription__subscription_id",
+    ]
     list_select_related = ["customer", "subscription"]
     date_hierarchy = "period_end"
     inlines = [InvoiceLineInline]
+    actions = ["finalize_invoices", "mark_invoices_paid", "void_invoices", "reissue_invoices"]
+
+    def has_lifecycle_permission(self, request) -> bool:
+        """Billing admins move invoices through their lifecycle; nobody edits one."""
+        return request.user.has_perm("products.change_invoice")
+
+    def _each(self, request, queryset, transition, done: str) -> None:
+        """Apply one lifecycle transition to each selected invoice; report refusals by id."""
+        ok, refused = 0, []
+        for invoice_id in queryset.values_list("invoice_id", flat=True):
+            try:
+                transition(invoice_id)
+                ok += 1
+            except DomainError as exc:
+                refused.append(f"{invoice_id}: {exc.message}")
+        if ok:
+            self.message_user(request, f"{ok} invoice(s) {done}.", messages.SUCCESS)
+        for reason in refused:
+            self.message_user(request, reason, messages.ERROR)
+
+    @admin.action(description="Finalize selected drafts now", permissions=["lifecycle"])
+    def finalize_invoices(self, request, queryset):
+        now = timezone.now()
+        self._each(request, queryset, lambda i: invoices.finalize(i, now=now), "finalized")
+
+    @admin.action(description="Mark selected invoices paid", permissions=["lifecycle"])
+    def mark_invoices_paid(self, request, queryset):
+        now = timezone.now()
+        self._each(request, queryset, lambda i: invoices.mark_paid(i, now=now), "marked paid")
+
+    @admin.action(description="Void selected invoices", permissions=["lifecycle"])
+    def void_invoices(self, request, queryset):
+        now = timezone.now()
+        reason = f"Voided in the admin by {request.user.get_username()}"
+        self._each(request, queryset, lambda i: invoices.void(i, reason=reason, now=now), "voided")
+
+    @admin.action(description="Reissue selected void invoices", permissions=["lifecycle"])
+    def reissue_invoices(self, request, queryset):
+        now = timezone.now()
+        self._each(request, queryset, lambda i: invoices.reissue(i, now=now), "reissued")
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -295,9 +409,26 @@ class InvoiceAdmin(admin.ModelAdmin):
                 "<str:invoice_id>/print/",
                 self.admin_site.admin_view(self.print_view),
                 name="products_invoice_print",
-            )
+            ),
+            path(
+                "<str:invoice_id>/pdf/",
+                self.admin_site.admin_view(self.pdf_view),
+                name="products_invoice_pdf",
+            ),
         ]
         return custom + super().get_urls()
+
+    def pdf_view(self, request, invoice_id: str):
+        """The invoice as a PDF download, for sending to the customer."""
+        invoice = get_object_or_404(
+            Invoice.objects.select_related("customer", "subscription__product"), pk=invoice_id
+        )
+        if not self.has_view_permission(request, invoice):
+            raise PermissionDenied
+        response = HttpResponse(invoice_pdf(invoice), content_type="application/pdf")
+        name = invoice.number or invoice.invoice_id
+        response["Content-Disposition"] = f'attachment; filename="{name}.pdf"'
+        return response
 
     def print_view(self, request, invoice_id: str):
         """A printable invoice for staff: the lines with units, prices and amounts."""
