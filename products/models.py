@@ -80,13 +80,6 @@ class Product(models.Model):
         return self.name
 
     @property
-    def awaits_finalization(self) -> bool:
-        """Whether the invoice of the period before the current one is still a draft."""
-        if self.period_index == 0:
-            return False
-        return self.finalized_until is None or self.finalized_until < self.current_period_start
-
-    @property
     def interval(self) -> BillingInterval:
         return BillingInterval(self.interval_unit, self.interval_count)
 

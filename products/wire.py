@@ -6,7 +6,7 @@ object looks the same whichever way it reaches a client.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Protocol
 
@@ -194,18 +194,37 @@ def invoice_data(invoice: Invoice, *, lines: Iterable[InvoiceLineLike] | None = 
 
 
 class InvoiceLineLike(Protocol):
-    """A stored InvoiceLine or a computed products.billing.LineDraft: the same fields."""
+    """A stored InvoiceLine or a computed products.billing.LineDraft: the same fields, read."""
 
-    kind: str
-    meter_id: str | None
-    description: str
-    consumed_units: Decimal | None
-    free_threshold: int | None
-    free_units: Decimal | None
-    chargeable_units: Decimal | None
-    unit_price: Decimal | None
-    credits_applied: Decimal | None
-    amount_minor: int
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def meter_id(self) -> str | None: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def consumed_units(self) -> Decimal | None: ...
+
+    @property
+    def free_threshold(self) -> int | None: ...
+
+    @property
+    def free_units(self) -> Decimal | None: ...
+
+    @property
+    def chargeable_units(self) -> Decimal | None: ...
+
+    @property
+    def unit_price(self) -> Decimal | None: ...
+
+    @property
+    def credits_applied(self) -> Decimal | None: ...
+
+    @property
+    def amount_minor(self) -> int: ...
 
 
 def line_data(line: InvoiceLineLike) -> dict:
@@ -224,7 +243,7 @@ def line_data(line: InvoiceLineLike) -> dict:
 
 
 def upcoming_invoice_data(
-    subscription: Subscription, period: Period, lines: list[InvoiceLineLike]
+    subscription: Subscription, period: Period, lines: Sequence[InvoiceLineLike]
 ) -> dict:
     """The invoice the open period would close with now (an extension of Dodo's API)."""
     return {
