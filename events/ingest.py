@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from billing_site.errors import DomainError, InvalidInput
-from billing_site.jsonutil import exact_dumps, exact_loads
+from billing_site.jsonutil import JSONTooDeep, exact_dumps, exact_loads
 from billing_site.metadata import (
     MAX_FRACTION_DIGITS,
     MAX_KEY_LENGTH,
@@ -69,8 +69,27 @@ def parse_body(body: bytes) -> object:
         )
     try:
         return exact_loads(body)
+    except JSONTooDeep as exc:
+        raise _too_deep(exc) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedJSON(f"The body is not valid JSON: {exc}") from None
+
+
+def _too_deep(exc: JSONTooDeep) -> InvalidEvents:
+    """A body nested past the parser's bound is refused like a nested metadata value: 422
+    naming the event and field (`events[3].metadata.k`) when the path says which."""
+    path = exc.path
+    problems = _Problems()
+    message = f"Nested more than {exc.max_depth} levels deep."
+    if len(path) >= 3 and path[0] == "events" and isinstance(path[1], int):
+        field = ".".join(str(part) for part in path[2:4])
+        problems.add(path[1], field, "NESTED_VALUE", message)
+    else:
+        problems.add(None, "body", "NESTED_VALUE", message)
+    return InvalidEvents(
+        f"The body is nested more than {exc.max_depth} levels deep; nothing was stored.",
+        errors=problems.errors,
+    )
 
 
 class _Problems:

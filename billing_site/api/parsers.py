@@ -1,4 +1,5 @@
-"""Request bodies parsed with exact decimals, so `0.1` in a filter or price is never a float."""
+"""Request bodies parsed with exact decimals, so `0.1` in a filter or price is never a float, and
+with bounded nesting, so no body can make a later step recurse too deep."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import re
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 
-from billing_site.jsonutil import exact_loads
+from billing_site.errors import InvalidInput
+from billing_site.jsonutil import JSONTooDeep, exact_loads
 
 # PostgreSQL text and jsonb cannot hold NUL, and a lone surrogate (`"\ud800"` is valid JSON) cannot
 # be encoded as UTF-8: no field can store either, wherever it sits in a body.
@@ -35,6 +37,18 @@ def unstorable_strings(data: object) -> list[dict]:
     return errors
 
 
+def too_deep(exc: JSONTooDeep) -> InvalidInput:
+    """422 naming the body's top-level field that holds the too-deep value (`metadata`,
+    `filter`), or `body` when it is the body itself or the parser could not say where."""
+    top = exc.path[0] if exc.path else None
+    field = top if isinstance(top, str) else "body"
+    message = f"Nested more than {exc.max_depth} levels deep."
+    return InvalidInput(
+        f"Invalid value for {field}: {message}",
+        errors=[{"field": field, "message": message}],
+    )
+
+
 def _message(text: str) -> str:
     found = _UNSTORABLE.search(text).group()
     if found == "\x00":
@@ -49,6 +63,8 @@ class ExactJSONParser(JSONParser):
             return {}  # the SDK sends `Content-Type: application/json` on body-less POSTs
         try:
             data = exact_loads(raw)
+        except JSONTooDeep as exc:
+            raise too_deep(exc) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"The body is not valid JSON: {exc}") from None
         errors = unstorable_strings(data)

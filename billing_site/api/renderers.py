@@ -3,8 +3,6 @@ filter value of `12345678901234567.891` would come back as `1.2345678901234568e+
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from rest_framework.renderers import JSONRenderer
 from rest_framework.utils.encoders import JSONEncoder
 
@@ -13,23 +11,12 @@ from billing_site.jsonutil import exact_dumps
 _drf_default = JSONEncoder().default
 
 
-def _plain(value: object) -> object:
-    """The same data with every value `exact_dumps` does not know (datetimes, lazy strings, ...)
-    converted the way DRF's own encoder converts it."""
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if value is None or isinstance(value, str | bool | int | float | Decimal):
-        return value
-    return _plain(_drf_default(value))
-
-
 class ExactJSONRenderer(JSONRenderer):
     def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
         if data is None:
             return b""
-        text = exact_dumps(_plain(data))
+        # Values exact_dumps does not know (datetimes, lazy strings, ...) as DRF's encoder has them.
+        text = exact_dumps(data, default=_drf_default)
         # As DRF does: these two are valid JSON but break JavaScript string literals.
         text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
         # A lone surrogate echoed from a refused request (a metadata key naming the bad field)
