@@ -34,8 +34,53 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class CreditEntitlementForm(forms.ModelForm):
+    """The API's rules (`services.check_entitlement`) on the instance the form would save, so
+    staff cannot store what the API refuses (a precision of 200, 500% rollover, a negative
+    price), which products and subscriptions would then fail on."""
+
+    class Meta:
+        model = CreditEntitlement
+        fields = [
+            "name",
+            "description",
+            "unit",
+            "precision",
+            "currency",
+            "price_per_unit",
+            "overage_enabled",
+            "overage_limit",
+            "overage_behavior",
+            "expires_after_days",
+            "rollover_enabled",
+            "rollover_percentage",
+            "rollover_timeframe_count",
+            "rollover_timeframe_interval",
+            "max_rollover_count",
+        ]
+
+    def _post_clean(self) -> None:
+        super()._post_clean()  # builds self.instance from the cleaned fields
+        if self.errors:
+            return  # a field that did not parse is not on the instance: report that first
+        try:
+            services.check_entitlement(self.instance)
+        except services.NameTaken as error:
+            self.add_error("name" if "name" in self.fields else None, error.message)
+        except DomainError as error:
+            for problem in error.errors or [{"field": None, "message": error.message}]:
+                field = problem.get("field")
+                if field in self.fields:
+                    self.add_error(field, problem["message"])
+                else:
+                    self.add_error(
+                        None, f"{field}: {problem['message']}" if field else problem["message"]
+                    )
+
+
 @admin.register(CreditEntitlement)
 class CreditEntitlementAdmin(admin.ModelAdmin):
+    form = CreditEntitlementForm
     list_display = ["name", "id", "unit", "precision", "overage_behavior", "rollover_enabled"]
     list_filter = [("deleted_at", admin.EmptyFieldListFilter), "overage_behavior"]
     search_fields = ["=id", "name"]

@@ -137,7 +137,10 @@ def check_settings(values: dict, errors: list[dict], prefix: str = "") -> None:
             _error(errors, prefix + field, "Must be true or false.")
 
 
-def _check_entitlement(entitlement: CreditEntitlement) -> None:
+def check_entitlement(entitlement: CreditEntitlement) -> None:
+    """Every rule on an entitlement's settings as a whole, for the API's create and update and
+    for the admin's form alike; raises InvalidInput naming each bad field, or NameTaken.
+    Normalizes `price_per_unit` and `overage_limit` to exact decimals on the instance."""
     errors: list[dict] = []
     values = {field: getattr(entitlement, field) for field in SETTINGS}
     check_settings(values, errors)
@@ -176,7 +179,7 @@ def _check_entitlement(entitlement: CreditEntitlement) -> None:
 def create_entitlement(*, now: datetime, precision: int, **values) -> CreditEntitlement:
     values.setdefault("overage_behavior", OverageBehavior.FORGIVE_AT_RESET)
     entitlement = CreditEntitlement(precision=precision, created_at=now, updated_at=now, **values)
-    _check_entitlement(entitlement)
+    check_entitlement(entitlement)
     with transaction.atomic():
         _save(entitlement)
         audit_log.record_change(
@@ -211,7 +214,7 @@ def update_entitlement(
         if entitlement.overage_behavior is None:
             entitlement.overage_behavior = OverageBehavior.FORGIVE_AT_RESET
         entitlement.updated_at = now
-        _check_entitlement(entitlement)
+        check_entitlement(entitlement)
         _save(entitlement)
         audit_log.record_change(
             entitlement, Action.UPDATED, before=before, after=entitlement_state(entitlement)
@@ -227,7 +230,7 @@ def set_deleted(entitlement: CreditEntitlement, *, deleted: bool, now: datetime)
         if entitlement.deleted_at is None:
             raise InvalidInput("The credit entitlement is not deleted.")
         entitlement.deleted_at = None
-        _check_entitlement(entitlement)  # its name may have been reused meanwhile
+        check_entitlement(entitlement)  # its name may have been reused meanwhile
     with transaction.atomic():
         entitlement.save(update_fields=["deleted_at"])
         audit_log.record_change(
