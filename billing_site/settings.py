@@ -97,8 +97,12 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # /api/ only: every error answer as JSON.
+    "billing_site.api.middleware.ApiErrorFormatMiddleware",
     "billing_site.api.middleware.DatabaseUnavailableMiddleware",
     "billing_site.api.ratelimit.RateLimitMiddleware",  # /api/ only; see API_RATE_LIMIT_* below
+    # /api/ only: 413 for a body over INGEST_MAX_BODY_BYTES, before it is read.
+    "billing_site.api.middleware.RequestBodyLimitMiddleware",
     "billing_site.api.middleware.RefuseNulMiddleware",  # NUL in an /api/ URL: 404 or 422
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

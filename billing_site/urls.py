@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from billing_site import views as staff_views
 from billing_site.api import views as api_views
@@ -138,7 +138,7 @@ api_patterns = [
         name="credit-grants",
     ),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("docs", api_views.ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
 urlpatterns = [
@@ -153,5 +153,7 @@ urlpatterns = [
     path("", api_views.home_redirect),
 ]
 
+handler400 = "billing_site.api.views.bad_request"
+handler403 = "billing_site.api.views.permission_denied"
 handler404 = "billing_site.api.views.not_found"
 handler500 = "billing_site.api.views.server_error"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
 from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
@@ -29,8 +30,43 @@ _CODES = {
 }
 
 
+# Codes for answers made outside DRF (by Django, middleware or a non-JSON view), by status.
+_STATUS_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    411: "LENGTH_REQUIRED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "TOO_MANY_REQUESTS",
+    500: "INTERNAL_ERROR",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
 def error_body(code: str, message: str, errors: list[dict] | None = None) -> dict:
     return {"code": code, "message": message, "errors": errors or []}
+
+
+def error_code_for_status(status: int) -> str:
+    if status in _STATUS_CODES:
+        return _STATUS_CODES[status]
+    try:
+        return HTTPStatus(status).name
+    except ValueError:
+        return "CLIENT_ERROR" if status < 500 else "SERVER_ERROR"
+
+
+def payload_too_large(size: int | None, limit: int) -> JsonResponse:
+    """413 for a body over INGEST_MAX_BODY_BYTES; `size` is None when it was not declared."""
+    told = f"{size} bytes" if size is not None else f"over {limit} bytes"
+    return JsonResponse(
+        error_body("PAYLOAD_TOO_LARGE", f"The body is {told}; the limit is {limit}."),
+        status=413,
+    )
 
 
 def flatten_validation_errors(detail, path: str = "") -> list[dict]:

@@ -1,16 +1,116 @@
-"""Turn a lost database into 503 + Retry-After for any view, so nothing unstored is acknowledged;
-refuse NUL characters in API URLs before they reach a query."""
+"""Plumbing for every /api/ request: errors answered as JSON whatever raised them, bodies
+bounded before they are read, a lost database answered 503 + Retry-After so nothing unstored is
+acknowledged, and NUL characters in URLs refused before they reach a query."""
 
 from __future__ import annotations
 
 import logging
+from io import BytesIO
 
+from django.conf import settings
+from django.core.handlers.wsgi import LimitedStream
 from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 
-from billing_site.api.exceptions import error_body, service_unavailable
+from billing_site.api.exceptions import (
+    error_body,
+    error_code_for_status,
+    payload_too_large,
+    service_unavailable,
+)
 
 logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/"
+# Headers of a non-JSON error answer kept when it is rewritten as JSON.
+_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+_READ_CHUNK_BYTES = 64 * 1024
+
+
+class ApiErrorFormatMiddleware:
+    """The outermost layer for /api/: every error answer is `{code, message, errors}` JSON, even
+    one made by a view with another renderer (the docs page, the YAML schema) or by Django
+    itself."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if not request.path_info.startswith(API_PREFIX) or response.status_code < 400:
+            return response
+        if not response.get("Content-Type", "").startswith("application/json"):
+            response = _as_json(response)
+        return response
+
+
+def _as_json(response):
+    status = response.status_code
+    rewritten = JsonResponse(
+        error_body(error_code_for_status(status), f"{status} {response.reason_phrase}."),
+        status=status,
+    )
+    for header in _KEPT_HEADERS:
+        if header in response:
+            rewritten[header] = response[header]
+    for header, value in response.items():
+        if header.lower().startswith("x-ratelimit-"):
+            rewritten[header] = value
+    return rewritten
+
+
+class RequestBodyLimitMiddleware:
+    """Bodies under /api/ are at most INGEST_MAX_BODY_BYTES: a larger `Content-Length` is
+    answered 413 before a byte is read (Django's own check would answer an HTML 400), and a body
+    of unknown length (`Transfer-Encoding: chunked`) is read here up to one byte past the limit,
+    then handed on as if it had been sent with its length (Django's WSGI request reads no body
+    without a Content-Length). A server that cannot say where such a body ends (it does not set
+    `wsgi.input_terminated`, as gunicorn does) gets 411: send Content-Length."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info.startswith(API_PREFIX):
+            refused = self._refuse_or_buffer(request)
+            if refused is not None:
+                return refused
+        return self.get_response(request)
+
+    @staticmethod
+    def _refuse_or_buffer(request) -> JsonResponse | None:
+        limit = settings.INGEST_MAX_BODY_BYTES
+        meta = request.META
+        try:
+            declared = int(meta.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0  # as Django reads it: no body
+        if declared > limit:
+            return payload_too_large(declared, limit)
+        if meta.get("CONTENT_LENGTH") or not meta.get("HTTP_TRANSFER_ENCODING"):
+            return None
+        stream = meta.get("wsgi.input")
+        if stream is None or not meta.get("wsgi.input_terminated"):
+            return JsonResponse(
+                error_body(
+                    "LENGTH_REQUIRED",
+                    "This server cannot read a body without a Content-Length; send one.",
+                ),
+                status=411,
+            )
+        body = BytesIO()
+        while body.tell() <= limit:
+            chunk = stream.read(min(_READ_CHUNK_BYTES, limit + 1 - body.tell()))
+            if not chunk:
+                break
+            body.write(chunk)
+        if body.tell() > limit:
+            return payload_too_large(None, limit)
+        size = body.tell()
+        body.seek(0)
+        meta["CONTENT_LENGTH"] = str(size)
+        request._stream = LimitedStream(body, size)
+        return None
 
 
 class DatabaseUnavailableMiddleware:
