@@ -97,7 +97,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # /api/ only: every error answer as JSON.
+    # /api/ only: every error answer as JSON, 4xx with `x-should-retry: false`.
     "billing_site.api.middleware.ApiErrorFormatMiddleware",
     "billing_site.api.middleware.DatabaseUnavailableMiddleware",
     "billing_site.api.ratelimit.RateLimitMiddleware",  # /api/ only; see API_RATE_LIMIT_* below
