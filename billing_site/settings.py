@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from billing_site.embedded import embedded_database_url, env_flag, filesystem_broker_options
 
@@ -176,8 +178,9 @@ INVOICE_NUMBER_PREFIX = os.environ.get("INVOICE_NUMBER_PREFIX", "INV")
 # The single business this installation bills for, shown as `business_id` on the wire.
 BUSINESS_ID = os.environ.get("BUSINESS_ID", "bus_selfhosted")
 
-# Webhooks (webhooks/delivery.py): seconds to wait for a receiver's answer, and the waits in
-# seconds between attempts after a failure (one attempt more than there are waits, then failed).
+# Webhooks (webhooks/delivery.py): seconds an attempt may take in all (connect, send, the whole
+# answer), and the waits in seconds between attempts after a failure (one attempt more than there
+# are waits, then failed).
 WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "10"))
 WEBHOOK_RETRY_SCHEDULE = [
     int(seconds)
@@ -186,6 +189,20 @@ WEBHOOK_RETRY_SCHEDULE = [
     ).split(",")
     if seconds.strip()
 ]
+# Where webhooks may go (webhooks/destinations.py): https only unless WEBHOOK_ALLOW_HTTP, and only
+# to public addresses, except the networks listed here (e.g. 10.0.0.0/8 for receivers on the
+# internal network; the tests list 127.0.0.1/32 for their local receivers).
+WEBHOOK_ALLOW_HTTP = env_flag("WEBHOOK_ALLOW_HTTP", default=False)
+try:
+    WEBHOOK_ALLOWED_PRIVATE_NETWORKS = [
+        str(ipaddress.ip_network(network.strip(), strict=False))
+        for network in os.environ.get("WEBHOOK_ALLOWED_PRIVATE_NETWORKS", "").split(",")
+        if network.strip()
+    ]
+except ValueError as invalid:
+    raise ImproperlyConfigured(
+        f"WEBHOOK_ALLOWED_PRIVATE_NETWORKS must list networks such as 10.0.0.0/8: {invalid}"
+    ) from None
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["billing_site.api.authentication.ApiKeyAuthentication"],
@@ -234,6 +251,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Webhook deliveries wait on other people's servers, so they have a queue of their own: a slow
+# receiver then holds only the workers of that queue, never billing, credits or rollups. A worker
+# started without -Q consumes both; production runs `-Q celery` and `-Q webhooks` apart.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [Queue("celery"), Queue("webhooks")]
+CELERY_TASK_ROUTES = {
+    "webhooks.deliver": {"queue": "webhooks"},
+    "webhooks.deliver_due": {"queue": "webhooks"},
+}
 
 LOGGING = {
     "version": 1,

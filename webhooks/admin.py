@@ -14,6 +14,7 @@ from django.utils.html import format_html
 
 from billing_site.jsonutil import exact_dumps, exact_loads
 from webhooks import delivery as deliveries
+from webhooks.destinations import validate_endpoint_url
 from webhooks.models import (
     Delivery,
     DeliveryAttempt,
@@ -35,11 +36,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class EndpointURLField(forms.URLField):
+    """The endpoint rules (https, a public address) in place of any-scheme URL validation, so a
+    refused URL is told why rather than "Enter a valid URL"."""
+
+    default_validators = [validate_endpoint_url]
+
+
 class EndpointForm(forms.ModelForm):
-    url = forms.URLField(
+    url = EndpointURLField(
         max_length=2000,
         assume_scheme="https",
-        help_text="Receives a signed POST for each event.",
+        help_text="Receives a signed POST for each event: an https URL on a public address.",
     )
     event_types = forms.MultipleChoiceField(
         choices=EventType.choices,

@@ -4,35 +4,37 @@ schedule the retry after a failure, until a 2xx answer or the last attempt.
 Retries live in the database (`Delivery.next_attempt_at`), picked up by a beat task, rather than
 in Celery countdowns: a countdown of hours outlives Redis's visibility timeout and would be sent
 twice, and a queued task is lost with a broker that loses its data. A delivery is claimed under
-a row lock that pushes `next_attempt_at` past the request's timeout, so however many workers
-look, one sends it.
+a row lock that pushes `next_attempt_at` (the lease) past the attempt's deadline and gives it a
+new `claim_token`; the attempt is recorded only while the token is still its own, so however many
+workers look, one sends it and one records it.
 
-HTTP goes through urllib from the standard library: the project has no HTTP client among its
-dependencies (requests and httpx arrive only with the dev tools), and one POST with a timeout
-needs none.
+The POST itself (the deadline, the address checks) is webhooks/transport.py.
 """
 
 from __future__ import annotations
 
-import http.client
+import logging
 import random
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
+import uuid
 from datetime import datetime, timedelta
 from functools import partial
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from standardwebhooks import Webhook
 
+from webhooks import transport
 from webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus
 
-RESPONSE_BODY_LIMIT = 4096  # bytes of the receiver's answer kept with the attempt
-ERROR_LIMIT = 1000
+logger = logging.getLogger(__name__)
+
+RESPONSE_BODY_LIMIT = transport.RESPONSE_BODY_LIMIT  # bytes of the answer kept per attempt
 JITTER = 0.1  # each retry delay is moved by up to 10% either way, so retries do not stampede
-LEASE_MARGIN = timedelta(seconds=60)  # beyond the timeout, before a claimed delivery is due again
+# The lease beyond the attempt's deadline (WEBHOOK_TIMEOUT_SECONDS): resolving the host name is
+# the one step the deadline cannot cut short, and resolvers give up within about 30 s.
+LEASE_MARGIN = timedelta(seconds=60)
 USER_AGENT = "usage-billing-webhooks/1"
 
 
@@ -65,57 +67,6 @@ def signed_headers(secret: str, message_id: str, body: str, *, at: datetime) -> 
     }
 
 
-@dataclass(frozen=True)
-class Answer:
-    """What one POST got back: a status code and the start of the body, or an error."""
-
-    status_code: int | None
-    body: str
-    error: str
-    duration_ms: int
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect did not take the event: it is a failed attempt, not a GET somewhere else."""
-
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
-
-
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="replace").replace("\x00", "")  # PostgreSQL text has no NUL
-
-
-def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> Answer:
-    """POST once; never raises for what the network or the receiver does."""
-    started = time.monotonic()
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    status, text, error = None, "", ""
-    try:
-        with _opener.open(request, timeout=timeout) as response:
-            status, text = response.status, _text(response.read(RESPONSE_BODY_LIMIT))
-    except urllib.error.HTTPError as response:  # answered, but not 2xx
-        status = response.code
-        try:
-            text = _text(response.read(RESPONSE_BODY_LIMIT))
-        except (OSError, http.client.HTTPException):
-            pass
-        finally:
-            response.close()
-    except (OSError, ValueError, http.client.HTTPException) as failure:  # no answer
-        reason = getattr(failure, "reason", None) or failure
-        error = f"{type(failure).__name__}: {reason}"[:ERROR_LIMIT]
-    duration_ms = round((time.monotonic() - started) * 1000)
-    return Answer(status, text, error, duration_ms)
-
-
 def _claim(*, now: datetime, delivery_id: int | None = None) -> Delivery | None:
     """Take the oldest due delivery (or the given one, if due) for this worker alone."""
     with transaction.atomic():
@@ -128,16 +79,18 @@ def _claim(*, now: datetime, delivery_id: int | None = None) -> Delivery | None:
             due = due.filter(pk=delivery_id)
         delivery = due.order_by("next_attempt_at", "id").first()
         if delivery is not None:
-            timeout = timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS)
-            delivery.next_attempt_at = now + timeout + LEASE_MARGIN
-            delivery.save(update_fields=["next_attempt_at"])
+            deadline = timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS)
+            delivery.next_attempt_at = now + deadline + LEASE_MARGIN
+            delivery.claim_token = uuid.uuid4()
+            delivery.save(update_fields=["next_attempt_at", "claim_token"])
     return delivery
 
 
 def _attempt(delivery: Delivery, *, now: datetime) -> DeliveryAttempt | None:
-    """Send a claimed delivery once and record the answer and what happens next."""
+    """Send a claimed delivery once and record the answer and what happens next, unless the
+    claim was lost meanwhile (then another worker has the delivery and records its own)."""
     event, endpoint = delivery.event, delivery.endpoint
-    answer = post(
+    answer = transport.post(
         endpoint.url,
         event.body.encode(),
         signed_headers(endpoint.secret, event.id, event.body, at=now),
@@ -147,6 +100,15 @@ def _attempt(delivery: Delivery, *, now: datetime) -> DeliveryAttempt | None:
         locked = Delivery.objects.select_for_update().filter(pk=delivery.pk).first()
         if locked is None:  # its endpoint was deleted meanwhile
             return None
+        if locked.claim_token != delivery.claim_token:
+            logger.warning(
+                "webhook delivery %s: the attempt outlived its lease and another worker claimed "
+                "it; this attempt's answer (%s) is not recorded",
+                delivery.pk,
+                answer.error or answer.status_code,
+            )
+            return None
+        locked.claim_token = None
         locked.attempt_count += 1
         attempt = DeliveryAttempt.objects.create(
             delivery=locked,
@@ -173,6 +135,7 @@ def _attempt(delivery: Delivery, *, now: datetime) -> DeliveryAttempt | None:
                 "last_status_code",
                 "status",
                 "next_attempt_at",
+                "claim_token",
             ]
         )
     return attempt
@@ -222,11 +185,14 @@ def redeliver(delivery: Delivery, *, now: datetime) -> Delivery:
 def queue_after_commit(delivery_ids: list[int]) -> None:
     """Queue the first attempt of each delivery once the transaction commits. A broker that is
     down then costs only latency, as the beat task sends every due delivery; `robust` keeps its
-    error from failing a caller whose change has already committed."""
-    from webhooks.tasks import deliver as deliver_task  # the task module imports this one
+    error from failing a caller whose change has already committed.
+
+    The task is sent by name (webhooks/tasks.py imports this module, not the other way round),
+    and the task routes put it on the `webhooks` queue.
+    """
 
     def queue(ids: list[int]) -> None:
         for delivery_id in ids:
-            deliver_task.delay(delivery_id)
+            current_app.send_task("webhooks.deliver", args=[delivery_id])
 
     transaction.on_commit(partial(queue, delivery_ids), robust=True)

@@ -15,6 +15,7 @@ from django.db import models
 from django.utils import timezone
 
 from billing_site.ids import new_id
+from webhooks.destinations import validate_endpoint_url
 
 
 class EventType(models.TextChoices):
@@ -48,7 +49,11 @@ def new_message_id() -> str:
 
 
 class WebhookEndpoint(models.Model):
-    url = models.URLField(max_length=2000, help_text="Receives a signed POST for each event.")
+    url = models.URLField(
+        max_length=2000,
+        validators=[validate_endpoint_url],
+        help_text="Receives a signed POST for each event: an https URL on a public address.",
+    )
     description = models.CharField(max_length=500, blank=True)
     enabled = models.BooleanField(
         default=True,
@@ -105,7 +110,9 @@ class Delivery(models.Model):
     """One event to one endpoint, attempted until a 2xx answer or the last retry.
 
     `next_attempt_at` is when a pending delivery is due; while an attempt is under way it is
-    pushed past the request's timeout, so no other worker sends the same delivery meanwhile.
+    pushed past the attempt's deadline (the lease), so no other worker sends the same delivery
+    meanwhile, and `claim_token` names the claim, so an attempt that outlived its lease cannot
+    record over the next one.
     """
 
     event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="deliveries")
@@ -118,6 +125,7 @@ class Delivery(models.Model):
     attempt_count = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     redelivery_of = models.ForeignKey(
         "self",

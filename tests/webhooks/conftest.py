@@ -76,9 +76,27 @@ def receiver():
 
 
 @pytest.fixture(autouse=True)
-def celery_eager():
-    """Queued tasks run at once in this process (and their errors fail the test)."""
+def local_receivers_allowed(settings):
+    """The receivers here listen on http://127.0.0.1, which production refuses."""
+    settings.WEBHOOK_ALLOW_HTTP = True
+    settings.WEBHOOK_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.1/32"]
+
+
+@pytest.fixture(autouse=True)
+def celery_eager(monkeypatch):
+    """Queued tasks run at once in this process (and their errors fail the test). Tasks sent by
+    name go through the task routes first, as on the way to the broker; `sent` lists each
+    (name, queue)."""
     saved = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
     celery_app.conf.task_always_eager = celery_app.conf.task_eager_propagates = True
-    yield
+    celery_app.loader.import_default_modules()  # the tasks modules, as a worker imports them
+    sent: list[tuple[str, str]] = []
+
+    def send_task(name, args=None, kwargs=None, **options):
+        route = celery_app.amqp.router.route(options, name, args, kwargs)
+        sent.append((name, route["queue"].name))
+        return celery_app.tasks[name].apply(args=args, kwargs=kwargs, throw=True)
+
+    monkeypatch.setattr(celery_app, "send_task", send_task)
+    yield sent
     celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = saved
