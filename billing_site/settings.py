@@ -135,9 +135,13 @@ TEMPLATES = [
 
 # PostgreSQL is the only dialect (jsonb, numeric, ON CONFLICT, SKIP LOCKED).
 DATABASE_URL = os.environ.get("DATABASE_URL") or embedded_database_url(DATA_DIR / "postgres")
+# Connections are kept CONN_MAX_AGE seconds; each request checks a kept one before using it, so
+# the first request after a database restart reconnects instead of failing on a dead socket.
 DATABASES = {
     "default": dj_database_url.parse(
-        DATABASE_URL, conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60"))
+        DATABASE_URL,
+        conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
+        conn_health_checks=True,
     )
 }
 DATABASES["default"].setdefault("OPTIONS", {})
