@@ -27,9 +27,7 @@ BILLING_APPS = ("events", "meters", "products", "credits")
 # What a billing admin manages (add/change/delete/view); every other billing model is view-only.
 MANAGED_MODELS = {
     "meters": ("meter",),
-    # Invoices are never edited; managing them is the lifecycle actions (finalize, mark paid,
-    # void, reissue), which need products.change_invoice.
-    "products": ("product", "productmeter", "customer", "subscription", "invoice"),
+    "products": ("product", "productmeter", "customer", "subscription"),
     "credits": (
         "creditentitlement",
         "productcreditentitlement",
@@ -45,6 +43,9 @@ MANAGED_MODELS = {
 DASHBOARD = ("meters.view_meter", "products.view_customer", "products.view_invoice")
 CHARTS = ("meters.view_meter", "products.view_customer")  # Plotly's script: any of these
 ADJUST_CREDITS = "credits.add_ledgerentry"  # a manual adjustment is a new ledger entry
+# Invoices are never edited, added or deleted: changing one means its lifecycle actions
+# (finalize, mark paid, void, reissue), which billing admins may take.
+INVOICE_LIFECYCLE = "products.change_invoice"
 
 
 def role_name(role: str) -> str:
@@ -62,6 +63,8 @@ def _permissions(name: str, apps, using: str):
         viewing |= Q(content_type__app_label="audit", codename__startswith="view_")
         for app_label, models in MANAGED_MODELS.items():
             viewing |= Q(content_type__app_label=app_label, content_type__model__in=models)
+        app_label, codename = INVOICE_LIFECYCLE.split(".")
+        viewing |= Q(content_type__app_label=app_label, codename=codename)
     return permission_model.objects.using(using).filter(viewing)
 
 

@@ -20,6 +20,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from audit.roles import INVOICE_LIFECYCLE
 from billing_site.errors import DomainError
 from billing_site.money import format_minor
 from billing_site.views import plotly_src
@@ -348,7 +349,7 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     def has_lifecycle_permission(self, request) -> bool:
         """Billing admins move invoices through their lifecycle; nobody edits one."""
-        return request.user.has_perm("products.change_invoice")
+        return request.user.has_perm(INVOICE_LIFECYCLE)
 
     def _each(self, request, queryset, transition, done: str) -> None:
         """Apply one lifecycle transition to each selected invoice; report refusals by id."""
