@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from decimal import Decimal
+from typing import cast
 
 # Levels of objects and arrays a parsed document may have (the document itself is level 1).
 # The deepest legitimate body, a meter with a 3-level filter, has 8.
@@ -55,7 +56,7 @@ def _path_below(value: object, max_depth: int) -> tuple[str | int, ...]:
         item, depth, path = pending.pop()
         if depth > max_depth:
             return path
-        entries = item.items() if isinstance(item, dict) else enumerate(item)
+        entries = item.items() if isinstance(item, dict) else enumerate(cast(list, item))
         for key, child in reversed(list(entries)):
             if isinstance(child, _CONTAINERS):
                 pending.append((child, depth + 1, (*path, key)))

@@ -136,7 +136,7 @@ TEMPLATES = [
 # PostgreSQL is the only dialect (jsonb, numeric, ON CONFLICT, SKIP LOCKED).
 # Without DATABASE_URL the embedded server in the data folder (billing_site/embedded.py).
 EMBEDDED_DATABASE_DIR = None if os.environ.get("DATABASE_URL") else DATA_DIR / "postgres"
-DATABASE_URL = os.environ.get("DATABASE_URL") or embedded_database_url(EMBEDDED_DATABASE_DIR)
+DATABASE_URL = os.environ.get("DATABASE_URL") or embedded_database_url(DATA_DIR / "postgres")
 # Connections are kept CONN_MAX_AGE seconds; each request checks a kept one before using it, so
 # the first request after a database restart reconnects instead of failing on a dead socket.
 DATABASES = {

@@ -17,6 +17,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from webhooks import destinations
 
@@ -114,7 +115,9 @@ def _exchange(
     sock.settimeout(_remaining(deadline))  # sendall's timeout covers the whole send
     request.endheaders(body)
 
-    response = http.client.HTTPResponse(_DeadlineSocket(sock, deadline), method="POST")
+    # HTTPResponse only calls makefile() on its socket: the deadline wrapper provides it.
+    reader = cast(socket.socket, _DeadlineSocket(sock, deadline))
+    response = http.client.HTTPResponse(reader, method="POST")
     response.begin()
     try:
         return response.status, _text(response.read(RESPONSE_BODY_LIMIT)), True

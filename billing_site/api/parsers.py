@@ -50,7 +50,9 @@ def too_deep(exc: JSONTooDeep) -> InvalidInput:
 
 
 def _message(text: str) -> str:
-    found = _UNSTORABLE.search(text).group()
+    match = _UNSTORABLE.search(text)
+    assert match is not None  # called for text the pattern matched
+    found = match.group()
     if found == "\x00":
         return "Null characters are not allowed."  # DRF's own words for its CharField
     return f"Surrogate characters are not allowed: U+{ord(found):X}."

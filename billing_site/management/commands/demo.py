@@ -49,6 +49,10 @@ class Part:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.returncode
+
 
 def _die_with_the_demo() -> None:
     """In the child: get SIGTERM if the demo itself dies (Linux), so nothing outlives it."""
@@ -107,7 +111,7 @@ class Command(BaseCommand):
                 stop_embedded_database(settings.EMBEDDED_DATABASE_DIR)
         if ended is not None:
             raise CommandError(
-                f"The {ended.name} process ended (exit code {ended.process.returncode}), so the "
+                f"The {ended.name} process ended (exit code {ended.exit_code}), so the "
                 f"demo stopped. Its log: {ended.log}"
             )
 
@@ -204,16 +208,16 @@ class Command(BaseCommand):
         hurry: list[int] = []
         signal.signal(signal.SIGINT, lambda *_: hurry.append(1))
         signal.signal(signal.SIGTERM, lambda *_: hurry.append(1))
-        started = [part for part in parts if part.process is not None]
-        for part in started:
-            if part.running:
-                part.process.terminate()
+        started = [part.process for part in parts if part.process is not None]
+        for process in started:
+            if process.poll() is None:
+                process.terminate()
         deadline = time.monotonic() + STOP_SECONDS
-        while any(part.running for part in started) and not hurry:
+        while any(process.poll() is None for process in started) and not hurry:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        for part in started:
+        for process in started:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(part.process.pid, signal.SIGKILL)
-            part.process.wait()
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
