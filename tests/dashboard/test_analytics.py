@@ -236,3 +236,62 @@ def test_csv_cells_from_clients_cannot_be_formulas(db, staff_client):
     url = reverse("admin:meters_meter_events_csv", args=[meter.pk])
     [row] = read_csv(staff_client.get(url))
     assert row["event_id"] == "'=HYPERLINK(1)"
+
+
+def is_number(cell: str) -> bool:
+    try:
+        Decimal(cell)
+    except ArithmeticError:
+        return False
+    return True
+
+
+def test_no_csv_cell_can_be_a_formula_whatever_staff_or_clients_named(db, staff_client):
+    """The meter's unit, the product names in the charges column, customer names and event
+    fields are all text someone typed: none may start a formula in either export."""
+    from meters import services as meter_services
+
+    now = timezone.now()
+    meter = meter_services.create_meter(
+        name="=Tokens",
+        event_name="@llm",
+        measurement_unit='=HYPERLINK("http://evil.example","x")',
+        aggregation={"type": "sum", "key": "tokens"},
+        filter=None,
+        now=now - timedelta(days=2),
+    )
+    product = make_product(
+        [(meter, "1", 0)], now=now - timedelta(days=2), name="+cmd|' /C calc'!A0"
+    )
+    customer = make_customer(name="-2+3", customer_id="cus_plain")
+    subscribe(product, now=now - timedelta(days=1), customer=customer)
+    ingest_events(
+        [
+            event(
+                "=1+1",
+                "cus_plain",
+                "@llm",
+                timestamp=now - timedelta(hours=1),
+                metadata={"tokens": -5, "note": "=x"},
+            ),
+            event(
+                "e2", "@unknown", "@llm", timestamp=now - timedelta(hours=2), metadata={"tokens": 3}
+            ),
+        ],
+        now=now,
+    )
+    for name in ("admin:meters_meter_events_csv", "admin:meters_meter_customers_csv"):
+        response = staff_client.get(reverse(name, args=[meter.pk]), {"range": "7d"})
+        text = b"".join(response.streaming_content).decode()
+        cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+        assert cells, name
+        formulas = [
+            c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r") and not is_number(c)
+        ]
+        assert formulas == [], name
+    rows = read_csv(staff_client.get(reverse("admin:meters_meter_customers_csv", args=[meter.pk])))
+    by_id = {row["customer_id"]: row for row in rows}
+    assert by_id["cus_plain"]["unit"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert by_id["cus_plain"]["charges"].startswith("'+cmd|")
+    assert by_id["cus_plain"]["usage"] == "-5"  # a number stays a number
+    assert by_id["'@unknown"]["usage"] == "3"
