@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
+from billing_site.api.parsers import unstorable_strings
 from billing_site.errors import InvalidInput
 from billing_site.jsonutil import exact_dumps, exact_loads
 from billing_site.views import plotly_src
@@ -80,6 +81,10 @@ def preview_json(request: HttpRequest) -> JsonResponse:
         body = exact_loads(request.body or b"null")
     except ValueError:
         return JsonResponse({"errors": [{"field": "", "message": "Not valid JSON."}]}, status=400)
+    # NUL and lone surrogates cannot reach PostgreSQL (the API's parser refuses them the same way).
+    unstorable = unstorable_strings(body)
+    if unstorable:
+        return JsonResponse({"errors": unstorable, "keys": []}, status=422)
     event_name = body.get("event_name") if isinstance(body, dict) else None
     keys = preview.metadata_keys(event_name) if isinstance(event_name, str) else []
     suggestions = [{"key": s.key, "type": s.value_type} for s in keys]
