@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from billing_site.staff import PermittedActionsMixin
 from events.models import Event
 from events.queries import event_names
 
@@ -25,7 +26,7 @@ class EventNameFilter(admin.SimpleListFilter):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(PermittedActionsMixin, admin.ModelAdmin):
     list_display = ["event_id", "customer_id", "event_name", "timestamp", "ingested_at"]
     list_filter = [EventNameFilter]
     search_fields = ["=event_id", "=customer_id", "=event_name"]

@@ -13,12 +13,13 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from billing_site.staff import PermittedActionsMixin
 from meters import services, views
 from meters.models import Meter
 
 
 @admin.register(Meter)
-class MeterAdmin(admin.ModelAdmin):
+class MeterAdmin(PermittedActionsMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "event_name",

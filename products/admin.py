@@ -22,6 +22,7 @@ from django.utils.html import format_html
 
 from billing_site.errors import DomainError
 from billing_site.money import format_minor
+from billing_site.staff import PermittedActionsMixin
 from billing_site.views import plotly_src
 from meters import analytics
 from products import invoices, services
@@ -79,7 +80,7 @@ class InvoiceInline(ReadOnlyInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(PermittedActionsMixin, admin.ModelAdmin):
     list_display = ["customer_id", "name", "email", "created_at", "subscription_count"]
     search_fields = ["=customer_id", "email", "name"]
     list_filter = ["created_at"]
@@ -200,7 +201,7 @@ class ProductMeterInline(admin.TabularInline):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(PermittedActionsMixin, admin.ModelAdmin):
     list_display = ["name", "product_id", "price", "interval", "meter_count", "archived_at"]
     list_filter = [("archived_at", admin.EmptyFieldListFilter), "currency", "interval_unit"]
     search_fields = ["=product_id", "name"]
@@ -254,7 +255,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(PermittedActionsMixin, admin.ModelAdmin):
     list_display = [
         "subscription_id",
         "customer",
@@ -321,7 +322,7 @@ class InvoiceLineInline(ReadOnlyInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(PermittedActionsMixin, admin.ModelAdmin):
     list_display = [
         "invoice_id",
         "number",

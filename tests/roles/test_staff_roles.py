@@ -135,12 +135,57 @@ def test_a_viewer_cannot_archive_meters_from_the_list(world):
     viewer = staff_client("vera", "viewer")
     changelist = viewer.get(reverse("admin:meters_meter_changelist"))
     assert "archive_meters" not in changelist.content.decode()
-    viewer.post(
+    response = viewer.post(
         reverse("admin:meters_meter_changelist"),
         {"action": "archive_meters", "_selected_action": [world.meter.pk], "index": 0},
     )
+    assert response.status_code == 403  # refused out loud, not the list shown again
     world.meter.refresh_from_db()
     assert world.meter.archived_at is None
+
+
+def test_a_viewer_posting_any_admin_action_is_refused(world):
+    viewer = staff_client("vera", "viewer")
+    for url, action, pk in [
+        (reverse("admin:meters_meter_changelist"), "unarchive_meters", world.meter.pk),
+        (
+            reverse("admin:products_customer_changelist"),
+            "delete_selected",
+            world.subscription.customer_id,
+        ),
+        (
+            reverse("admin:credits_creditentitlement_changelist"),
+            "delete_selected",
+            world.entitlement.pk,
+        ),
+    ]:
+        response = viewer.post(url, {"action": action, "_selected_action": [pk], "index": 0})
+        assert response.status_code == 403, (url, action)
+    assert Customer.objects.filter(pk=world.subscription.customer_id).exists()
+    # A billing admin still runs them (the action form answers with the list or a confirmation).
+    admin = staff_client("bill", "billing_admin")
+    response = admin.post(
+        reverse("admin:meters_meter_changelist"),
+        {"action": "archive_meters", "_selected_action": [world.meter.pk], "index": 0},
+    )
+    assert response.status_code == 302
+    world.meter.refresh_from_db()
+    assert world.meter.archived_at is not None
+
+
+def test_redelivering_a_webhook_is_refused_to_a_viewer_whatever_the_id(world):
+    from tests.webhooks.factories import make_endpoint
+    from webhooks.models import Delivery, WebhookEvent
+
+    event = WebhookEvent.objects.create(event_type="invoice.created", body="{}")
+    delivery = Delivery.objects.create(
+        event=event, endpoint=make_endpoint("http://127.0.0.1:9/"), status="failed"
+    )
+    viewer = staff_client("vera", "viewer")
+    for delivery_id in (delivery.pk, delivery.pk + 1000):  # existing or not: the same answer
+        url = reverse("admin:webhooks_delivery_redeliver", args=[delivery_id])
+        assert viewer.post(url).status_code == 403
+    assert Delivery.objects.count() == 1
 
 
 def test_a_viewer_sees_no_add_change_or_adjust_buttons(world):
