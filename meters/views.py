@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -52,7 +53,7 @@ def meter_form(
                     model_admin.log_change(request, saved, [{"changed": {"fields": changed}}])
                 verb = "created" if meter is None else "saved"
                 messages.success(request, f"Meter “{saved.name}” {verb}.")
-                return redirect("admin:meters_meter_analytics", saved.pk)
+                return redirect("admin:meters_meter_analytics", quote(saved.pk))
     else:
         form = MeterForm(initial=MeterForm.initial_for(meter) if meter else None)
     event_name = form["event_name"].value() or ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import HttpResponse
@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from billing_site.errors import DomainError
 from billing_site.money import format_minor
@@ -152,10 +153,10 @@ def _usage_links(customer_id: str) -> list[tuple[str, str]]:
     links = []
     for product_meter in meters:
         try:
-            url = reverse("admin:meters_meter_analytics", args=[product_meter.meter_id])
+            url = reverse("admin:meters_meter_analytics", args=[quote(product_meter.meter_id)])
         except Exception:  # noqa: BLE001 - the analytics page is optional
             continue
-        links.append((product_meter.meter.name, f"{url}?customer={customer_id}"))
+        links.append((product_meter.meter.name, f"{url}?{urlencode({'customer': customer_id})}"))
     return links
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 from django.utils import timezone
 
@@ -233,7 +234,7 @@ def test_csv_cells_from_clients_cannot_be_formulas(db, staff_client):
     now = timezone.now()
     meter = make_meter("Calls", "api.call", now=now)
     ingest_events([event("=HYPERLINK(1)", "cus_1", "api.call")], now=now)
-    url = reverse("admin:meters_meter_events_csv", args=[meter.pk])
+    url = reverse("admin:meters_meter_events_csv", args=[quote(meter.pk)])
     [row] = read_csv(staff_client.get(url))
     assert row["event_id"] == "'=HYPERLINK(1)"
 
@@ -289,7 +290,9 @@ def test_no_csv_cell_can_be_a_formula_whatever_staff_or_clients_named(db, staff_
             c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r") and not is_number(c)
         ]
         assert formulas == [], name
-    rows = read_csv(staff_client.get(reverse("admin:meters_meter_customers_csv", args=[meter.pk])))
+    rows = read_csv(
+        staff_client.get(reverse("admin:meters_meter_customers_csv", args=[quote(meter.pk)]))
+    )
     by_id = {row["customer_id"]: row for row in rows}
     assert by_id["cus_plain"]["unit"] == '\'=HYPERLINK("http://evil.example","x")'
     assert by_id["cus_plain"]["charges"].startswith("'+cmd|")

@@ -34,9 +34,9 @@ def read_pages(world) -> list[str]:
         reverse("staff-plotly-js"),
         reverse("admin:meters_meter_changelist"),
         reverse("admin:meters_meter_change", args=[quote(meter)]),  # analytics for read-only users
-        reverse("admin:meters_meter_analytics", args=[meter]),
-        reverse("admin:meters_meter_events_csv", args=[meter]),
-        reverse("admin:meters_meter_customers_csv", args=[meter]),
+        reverse("admin:meters_meter_analytics", args=[quote(meter)]),
+        reverse("admin:meters_meter_events_csv", args=[quote(meter)]),
+        reverse("admin:meters_meter_customers_csv", args=[quote(meter)]),
         reverse("admin:events_event_changelist"),
         reverse("admin:products_customer_changelist"),
         reverse("admin:products_customer_change", args=[quote(customer_id)]),
@@ -192,7 +192,9 @@ def test_a_viewer_sees_no_add_change_or_adjust_buttons(world):
     viewer = staff_client("vera", "viewer")
     pages = {
         "meters": viewer.get(reverse("admin:meters_meter_changelist")),
-        "analytics": viewer.get(reverse("admin:meters_meter_analytics", args=[world.meter.pk])),
+        "analytics": viewer.get(
+            reverse("admin:meters_meter_analytics", args=[quote(world.meter.pk)])
+        ),
         "home": viewer.get(reverse("staff-dashboard")),
         "balances": viewer.get(reverse("admin:credits_creditbalance_changelist")),
         "balance": viewer.get(
