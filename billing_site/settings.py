@@ -17,7 +17,7 @@ DATA_DIR = Path(os.environ.get("BILLING_DATA_DIR", BASE_DIR / ".data"))
 # BILLING_ENV=production turns on every secure setting below and refuses to start without a real
 # SECRET_KEY and ALLOWED_HOSTS. The default, development, is what ./scripts/demo and ./scripts/test
 # run: plain HTTP on 127.0.0.1 with a development key.
-BILLING_ENV = os.environ.get("BILLING_ENV", "development").strip().lower()
+BILLING_ENV = (os.environ.get("BILLING_ENV", "").strip() or "development").lower()
 if BILLING_ENV not in ("development", "production"):
     raise ImproperlyConfigured(
         f"BILLING_ENV must be 'development' or 'production', not {BILLING_ENV!r}."
@@ -25,7 +25,9 @@ if BILLING_ENV not in ("development", "production"):
 PRODUCTION = BILLING_ENV == "production"
 
 DEBUG = env_flag("DEBUG", default=False)
-_insecure_dev_key = "insecure-development-key-set-SECRET_KEY-in-production"
+# Django's `check --deploy` warns (security.W009) about keys starting "django-insecure-", so an
+# installation that forgot SECRET_KEY and BILLING_ENV is told; production refuses it outright.
+_insecure_dev_key = "django-insecure-development-key-set-SECRET_KEY-in-production"
 SECRET_KEY = os.environ.get("SECRET_KEY", "").strip() or _insecure_dev_key
 ALLOWED_HOSTS = [
     h.strip()
