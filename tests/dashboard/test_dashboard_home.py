@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -134,3 +135,12 @@ def test_each_meter_has_its_own_usage_chart(db, staff_client):
     html = staff_client.get(reverse("staff-dashboard")).content.decode()
     charts = re.findall(r'<div id="(usage-chart-\d+)" class="[^"]*usage-chart', html)
     assert charts == ["usage-chart-1", "usage-chart-2"]
+
+
+def test_the_admin_is_branded_usage_billing(staff_client):
+    for url in (reverse("admin:index"), reverse("staff-dashboard")):
+        html = staff_client.get(url).content.decode()
+        assert "<title>" in html and "Usage billing</title>" in html, url
+        assert "Django administration" not in html and "Django site admin" not in html, url
+    login = Client().get(reverse("admin:login")).content.decode()
+    assert "Usage billing" in login and "Django administration" not in login
