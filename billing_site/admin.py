@@ -12,11 +12,6 @@ from django.utils import timezone
 
 from billing_site.models import ApiKey
 
-# The staff site's name on every admin page and tab, instead of "Django administration".
-admin.site.site_header = "Usage billing"
-admin.site.site_title = "Usage billing"
-admin.site.index_title = "Staff dashboard"
-
 EDITABLE_FIELDS = ["name", "scope", "rate_limit_per_second", "rate_limit_per_minute"]
 
 

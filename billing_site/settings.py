@@ -75,7 +75,7 @@ CSRF_TRUSTED_ORIGINS = [
 ]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "billing_site.adminconfig.StaffAdminConfig",  # django.contrib.admin with our StaffAdminSite
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -208,6 +208,12 @@ API_RATE_LIMIT_PER_SECOND = int(os.environ.get("API_RATE_LIMIT_PER_SECOND", "40"
 API_RATE_LIMIT_PER_MINUTE = int(os.environ.get("API_RATE_LIMIT_PER_MINUTE", "240"))
 API_RATE_LIMIT_ANON_PER_SECOND = int(os.environ.get("API_RATE_LIMIT_ANON_PER_SECOND", "20"))
 API_RATE_LIMIT_ANON_PER_MINUTE = int(os.environ.get("API_RATE_LIMIT_ANON_PER_MINUTE", "100"))
+
+# Staff login throttling (billing_site/login_throttle.py): after this many failed logins for one
+# user name, or from one client address (REMOTE_ADDR), within the window, logins are refused.
+LOGIN_THROTTLE_FAILURES = int(os.environ.get("LOGIN_THROTTLE_FAILURES", "5"))
+LOGIN_THROTTLE_IP_FAILURES = int(os.environ.get("LOGIN_THROTTLE_IP_FAILURES", "20"))
+LOGIN_THROTTLE_WINDOW_SECONDS = int(os.environ.get("LOGIN_THROTTLE_WINDOW_SECONDS", "900"))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Usage billing API",
