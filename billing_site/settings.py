@@ -68,6 +68,22 @@ if os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip():
         "https",
     )
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Every HTML page (billing_site/security.py): scripts and everything else from this server only,
+# never inline script or eval (the pages' scripts are static files; Plotly's bar and line charts
+# and Swagger UI need neither). Inline styles stay allowed: Plotly and Swagger UI set them.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self' data:",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+    ]
+)
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_TRUSTED_ORIGINS = [
@@ -98,6 +114,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "billing_site.security.ContentSecurityPolicyMiddleware",  # on every HTML page
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # /api/ only: every error answer as JSON, 4xx with `x-should-retry: false`.
     "billing_site.api.middleware.ApiErrorFormatMiddleware",

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.utils import timezone
 
 from tests.dashboard.browser import screenshot, skip_without_chromium
@@ -91,12 +92,12 @@ def test_three_tabs_show_the_chart_events_and_customers(live_server, page, staff
 
     staff_login(page, live_server, "/admin/meters/meter/")
     page.get_by_role("link", name="Analytics").click()  # linked from the meter list
-    page.wait_for_url(f"**/admin/meters/meter/{meter.pk}/analytics/")
+    page.wait_for_url(f"**/admin/meters/meter/{quote(meter.pk)}/analytics/")
     page.get_by_role("link", name="7d", exact=True).click()
     page.wait_for_url("**range=7d*")
 
     # Overview: the chart has one point per day of the range, our daily sums and zeros elsewhere.
-    page.wait_for_function("document.getElementById('usage-chart').data !== undefined")
+    page.wait_for_function("() => document.getElementById('usage-chart').data !== undefined")
     chart = page.evaluate(
         "() => { const t = document.getElementById('usage-chart').data[0];"
         " return {x: Array.from(t.x), y: Array.from(t.y), type: t.type}; }"
@@ -157,7 +158,7 @@ def test_staff_home_page(live_server, page, staff_login, usage):
     staff_login(page, live_server, "/admin/")
     page.locator("#staff-dashboard-link").click()
     page.wait_for_url("**/admin/dashboard/")
-    page.wait_for_function("document.getElementById('ingestion-chart').data !== undefined")
+    page.wait_for_function("() => document.getElementById('ingestion-chart').data !== undefined")
     hourly = page.evaluate("() => Array.from(document.getElementById('ingestion-chart').data[0].y)")
     assert len(hourly) == 24 and sum(hourly) == len(usage["plan"]) + 1
     expect(page.locator("#unknown-customers")).to_contain_text("cus_not_yet")
@@ -193,7 +194,7 @@ def test_staff_home_draws_each_meter_on_its_own_axis(live_server, page, staff_lo
     )
     staff_login(page, live_server, "/admin/dashboard/")
     page.wait_for_function(
-        "document.querySelectorAll('.usage-chart').length === 3 && "
+        "() => document.querySelectorAll('.usage-chart').length === 3 && "
         "Array.from(document.querySelectorAll('.usage-chart')).every(n => n._fullLayout)"
     )
     charts = page.evaluate(

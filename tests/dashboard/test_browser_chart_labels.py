@@ -78,7 +78,7 @@ LABELS = """() => {
 def labels_on(page, live_server, path: str) -> dict:
     page.goto(f"{live_server.url}{path}")
     page.wait_for_function(
-        "document.querySelectorAll('.js-plotly-plot').length > 0 && "
+        "() => document.querySelectorAll('.js-plotly-plot').length > 0 && "
         "Array.from(document.querySelectorAll('.js-plotly-plot')).every(n => n.data)"
     )
     return page.evaluate(LABELS)

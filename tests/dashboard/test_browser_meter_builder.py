@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.utils import timezone
 
 from billing_site.jsonutil import exact_dumps
@@ -205,7 +206,7 @@ def test_build_a_nested_filter_watch_the_preview_and_save(live_server, page, sta
     )
 
     # Editing brings the same tree back into the builder.
-    page.goto(f"{live_server.url}/admin/meters/meter/{meter.pk}/change/")
+    page.goto(f"{live_server.url}/admin/meters/meter/{quote(meter.pk)}/change/")
     expect(page.locator('[data-path="filter.clauses[1].clauses[1]"] .fb-value')).to_have_value(
         "1000"
     )
