@@ -154,7 +154,7 @@ def test_export_reads_in_keyset_batches(setup, monkeypatch):
 
 
 def test_page_shows_three_tabs_with_the_range_figures(setup, staff_client):
-    url = reverse("admin:meters_meter_analytics", args=[setup["meter"].pk])
+    url = reverse("admin:meters_meter_analytics", args=[quote(setup["meter"].pk)])
     page = staff_client.get(url, {"range": "7d"})
     assert page.status_code == 200
     html = page.content.decode()
@@ -171,7 +171,7 @@ def test_page_shows_three_tabs_with_the_range_figures(setup, staff_client):
 
 
 def test_range_presets_and_customer_filter(setup, staff_client):
-    url = reverse("admin:meters_meter_analytics", args=[setup["meter"].pk])
+    url = reverse("admin:meters_meter_analytics", args=[quote(setup["meter"].pk)])
     day = staff_client.get(url, {"range": "24h"})
     assert day.context["granularity"] == "hour"
     assert day.context["overview"].total_quantity == 308
@@ -182,7 +182,7 @@ def test_range_presets_and_customer_filter(setup, staff_client):
 
 def test_custom_range(setup, staff_client):
     now = setup["now"]
-    url = reverse("admin:meters_meter_analytics", args=[setup["meter"].pk])
+    url = reverse("admin:meters_meter_analytics", args=[quote(setup["meter"].pk)])
     start = (now - timedelta(hours=27)).strftime("%Y-%m-%dT%H:%M")
     end = (now - timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M")
     page = staff_client.get(url, {"start": start, "end": end})
@@ -191,7 +191,7 @@ def test_custom_range(setup, staff_client):
 
 
 def test_customers_sort_by_any_column(setup, staff_client):
-    url = reverse("admin:meters_meter_analytics", args=[setup["meter"].pk])
+    url = reverse("admin:meters_meter_analytics", args=[quote(setup["meter"].pk)])
     page = staff_client.get(url, {"range": "7d", "sort": "charge"})
     assert [row.customer_id for row in page.context["customers"]] == [
         "cus_unknown",
@@ -206,7 +206,7 @@ def read_csv(response) -> list[dict]:
 
 
 def test_events_csv_lists_the_matched_events(setup, staff_client):
-    url = reverse("admin:meters_meter_events_csv", args=[setup["meter"].pk])
+    url = reverse("admin:meters_meter_events_csv", args=[quote(setup["meter"].pk)])
     response = staff_client.get(url, {"range": "7d"})
     assert response["Content-Type"].startswith("text/csv")
     rows = read_csv(response)
@@ -221,7 +221,7 @@ def test_events_csv_lists_the_matched_events(setup, staff_client):
 
 
 def test_customers_csv_has_usage_and_charge(setup, staff_client):
-    url = reverse("admin:meters_meter_customers_csv", args=[setup["meter"].pk])
+    url = reverse("admin:meters_meter_customers_csv", args=[quote(setup["meter"].pk)])
     rows = read_csv(staff_client.get(url, {"range": "7d"}))
     assert [(r["customer_id"], r["usage"], r["charge_minor"], r["currency"]) for r in rows] == [
         (setup["b"], "301", "101", "USD"),
