@@ -122,7 +122,7 @@ MIDDLEWARE = [
     "billing_site.api.ratelimit.RateLimitMiddleware",  # /api/ only; see API_RATE_LIMIT_* below
     # /api/ only: 413 for a body over INGEST_MAX_BODY_BYTES, before it is read.
     "billing_site.api.middleware.RequestBodyLimitMiddleware",
-    "billing_site.api.middleware.RefuseNulMiddleware",  # NUL in an /api/ URL: 404 or 422
+    "billing_site.api.middleware.RefuseNulMiddleware",  # NUL in a URL or form: 404, 400 or 422
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
