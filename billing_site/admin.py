@@ -1,8 +1,13 @@
-"""Staff manage API keys here: a new key is shown once, then only its prefix."""
+"""Staff manage API keys here: a new key is shown once, then only its prefix.
+
+The new key is shown on the page that answers the form, never through Django's messages: the
+default messages storage is a signed but readable cookie, so a key there would travel back to
+the browser, and into any log of cookies, in plain text."""
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from billing_site.models import ApiKey
@@ -35,9 +40,22 @@ class ApiKeyAdmin(admin.ModelAdmin):
         api_key, raw_key = ApiKey.create(**values)
         obj.pk = api_key.pk
         obj.refresh_from_db()
-        messages.warning(
-            request, f"The new API key is {raw_key} — copy it now, it will not be shown again."
-        )
+        request._new_api_key = raw_key  # for response_add, the page that shows it once
+
+    def response_add(self, request, obj, post_url_continue=None):
+        raw_key = getattr(request, "_new_api_key", None)
+        if raw_key is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "API key created",
+            "api_key": obj,
+            "raw_key": raw_key,
+        }
+        response = TemplateResponse(request, "admin/billing_site/apikey/created.html", context)
+        response["Cache-Control"] = "no-store"  # not kept in the browser's cache either
+        return response
 
     @admin.action(description="Revoke selected keys")
     def revoke_keys(self, request, queryset):

@@ -100,3 +100,24 @@ class ApiKey(models.Model):
     @classmethod
     def find_active(cls, raw_key: str) -> ApiKey | None:
         return cls.objects.active().filter(key_hash=hash_key(raw_key)).first()
+
+
+class LoginFailure(models.Model):
+    """One failed staff login, kept for the throttle's window (billing_site/login_throttle.py).
+
+    Rows in the database, not a per-process cache, so every web worker and host sees the same
+    count; old rows are deleted as new failures arrive."""
+
+    username = models.CharField(max_length=150)  # as typed, case-folded
+    ip = models.CharField(max_length=64)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["username", "at"], name="login_failure_username_at"),
+            models.Index(fields=["ip", "at"], name="login_failure_ip_at"),
+            models.Index(fields=["at"], name="login_failure_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} from {self.ip} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -19,7 +19,7 @@ DATA_DIR = Path(os.environ.get("BILLING_DATA_DIR", BASE_DIR / ".data"))
 # BILLING_ENV=production turns on every secure setting below and refuses to start without a real
 # SECRET_KEY and ALLOWED_HOSTS. The default, development, is what ./scripts/demo and ./scripts/test
 # run: plain HTTP on 127.0.0.1 with a development key.
-BILLING_ENV = os.environ.get("BILLING_ENV", "development").strip().lower()
+BILLING_ENV = (os.environ.get("BILLING_ENV", "").strip() or "development").lower()
 if BILLING_ENV not in ("development", "production"):
     raise ImproperlyConfigured(
         f"BILLING_ENV must be 'development' or 'production', not {BILLING_ENV!r}."
@@ -27,7 +27,9 @@ if BILLING_ENV not in ("development", "production"):
 PRODUCTION = BILLING_ENV == "production"
 
 DEBUG = env_flag("DEBUG", default=False)
-_insecure_dev_key = "insecure-development-key-set-SECRET_KEY-in-production"
+# Django's `check --deploy` warns (security.W009) about keys starting "django-insecure-", so an
+# installation that forgot SECRET_KEY and BILLING_ENV is told; production refuses it outright.
+_insecure_dev_key = "django-insecure-development-key-set-SECRET_KEY-in-production"
 SECRET_KEY = os.environ.get("SECRET_KEY", "").strip() or _insecure_dev_key
 ALLOWED_HOSTS = [
     h.strip()
@@ -68,6 +70,22 @@ if os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip():
         "https",
     )
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Every HTML page (billing_site/security.py): scripts and everything else from this server only,
+# never inline script or eval (the pages' scripts are static files; Plotly's bar and line charts
+# and Swagger UI need neither). Inline styles stay allowed: Plotly and Swagger UI set them.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self' data:",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+    ]
+)
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_TRUSTED_ORIGINS = [
@@ -75,7 +93,7 @@ CSRF_TRUSTED_ORIGINS = [
 ]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "billing_site.adminconfig.StaffAdminConfig",  # django.contrib.admin with our StaffAdminSite
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -98,6 +116,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "billing_site.security.ContentSecurityPolicyMiddleware",  # on every HTML page
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # /api/ only: every error answer as JSON, 4xx with `x-should-retry: false`.
     "billing_site.api.middleware.ApiErrorFormatMiddleware",
@@ -105,7 +124,7 @@ MIDDLEWARE = [
     "billing_site.api.ratelimit.RateLimitMiddleware",  # /api/ only; see API_RATE_LIMIT_* below
     # /api/ only: 413 for a body over INGEST_MAX_BODY_BYTES, before it is read.
     "billing_site.api.middleware.RequestBodyLimitMiddleware",
-    "billing_site.api.middleware.RefuseNulMiddleware",  # NUL in an /api/ URL: 404 or 422
+    "billing_site.api.middleware.RefuseNulMiddleware",  # NUL in a URL or form: 404, 400 or 422
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -229,6 +248,12 @@ API_RATE_LIMIT_PER_SECOND = int(os.environ.get("API_RATE_LIMIT_PER_SECOND", "40"
 API_RATE_LIMIT_PER_MINUTE = int(os.environ.get("API_RATE_LIMIT_PER_MINUTE", "240"))
 API_RATE_LIMIT_ANON_PER_SECOND = int(os.environ.get("API_RATE_LIMIT_ANON_PER_SECOND", "20"))
 API_RATE_LIMIT_ANON_PER_MINUTE = int(os.environ.get("API_RATE_LIMIT_ANON_PER_MINUTE", "100"))
+
+# Staff login throttling (billing_site/login_throttle.py): after this many failed logins for one
+# user name, or from one client address (REMOTE_ADDR), within the window, logins are refused.
+LOGIN_THROTTLE_FAILURES = int(os.environ.get("LOGIN_THROTTLE_FAILURES", "5"))
+LOGIN_THROTTLE_IP_FAILURES = int(os.environ.get("LOGIN_THROTTLE_IP_FAILURES", "20"))
+LOGIN_THROTTLE_WINDOW_SECONDS = int(os.environ.get("LOGIN_THROTTLE_WINDOW_SECONDS", "900"))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Usage billing API",

@@ -49,7 +49,7 @@ def staff_home(request: HttpRequest) -> HttpResponse:
         "chart_days": dashboard.CHART_DAYS,
         "plotly_src": plotly_src(),
         "usage_traces": [
-            {"name": f"{series.meter.name} ({series.meter.measurement_unit})"}
+            {"name": series.meter.name, "meter_id": series.meter.pk}
             | plotly_series(series.meter, series.points)
             for series in usage
         ],

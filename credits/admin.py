@@ -18,12 +18,13 @@ from django.utils.html import format_html
 
 from audit import roles
 from billing_site.errors import DomainError
+from billing_site.staff import PermittedActionsMixin
 from credits import ledger, services
 from credits.ledger import CreditRules
 from credits.models import CreditBalance, CreditEntitlement, CreditGrant, LedgerEntry
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(PermittedActionsMixin, admin.ModelAdmin):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
@@ -79,7 +80,7 @@ class CreditEntitlementForm(forms.ModelForm):
 
 
 @admin.register(CreditEntitlement)
-class CreditEntitlementAdmin(admin.ModelAdmin):
+class CreditEntitlementAdmin(PermittedActionsMixin, admin.ModelAdmin):
     form = CreditEntitlementForm
     list_display = ["name", "id", "unit", "precision", "overage_behavior", "rollover_enabled"]
     list_filter = [("deleted_at", admin.EmptyFieldListFilter), "overage_behavior"]

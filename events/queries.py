@@ -43,3 +43,25 @@ def pending_batch_stats() -> tuple[int, int]:
         )
         batches, events = cursor.fetchone()
     return batches, int(events)
+
+
+def event_names(limit: int) -> list[str]:
+    """The first `limit` distinct event names (alphabetical), by a skip scan of the
+    (event_name, timestamp) index: one index probe per name, never a read of every event, so a
+    client inventing thousands of names cannot make a staff page read them all."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH RECURSIVE names AS (
+                (SELECT event_name FROM {EVENTS_TABLE} ORDER BY event_name LIMIT 1)
+                UNION ALL
+                SELECT (SELECT e.event_name FROM {EVENTS_TABLE} e
+                        WHERE e.event_name > names.event_name
+                        ORDER BY e.event_name LIMIT 1)
+                FROM names WHERE names.event_name IS NOT NULL
+            )
+            SELECT event_name FROM names WHERE event_name IS NOT NULL LIMIT %s
+            """,
+            [limit],
+        )
+        return [name for (name,) in cursor.fetchall()]

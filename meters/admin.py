@@ -5,7 +5,7 @@ preview) and analytics. Meters are archived, never deleted: invoices and product
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
@@ -13,12 +13,13 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from billing_site.staff import PermittedActionsMixin
 from meters import services, views
 from meters.models import Meter
 
 
 @admin.register(Meter)
-class MeterAdmin(admin.ModelAdmin):
+class MeterAdmin(PermittedActionsMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "event_name",
@@ -52,7 +53,7 @@ class MeterAdmin(admin.ModelAdmin):
 
     @admin.display(description="")
     def analytics_link(self, meter: Meter) -> str:
-        url = reverse("admin:meters_meter_analytics", args=[meter.pk])
+        url = reverse("admin:meters_meter_analytics", args=[quote(meter.pk)])
         return format_html('<a href="{}">Analytics</a>', url)
 
     @admin.action(description="Archive selected meters", permissions=["change"])

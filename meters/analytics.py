@@ -42,6 +42,14 @@ _APPROXIMATE_PERIOD = {
     "month": timedelta(days=31),
 }
 EVENTS_PAGE_SIZE = 50
+# The events tab pages no further (page * size stays far inside PostgreSQL's bigint OFFSET).
+MAX_PAGE = 1_000_000
+# A custom range is clamped to the epoch .. a year ahead and to MAX_RANGE (about 76 years: at
+# month granularity, fewer than MAX_CHART_POINTS bars), so typed dates never overflow a datetime
+# or draw an unbounded chart.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_AHEAD = timedelta(days=366)
+MAX_RANGE = timedelta(days=28 * (MAX_CHART_POINTS - 2))
 CSV_BATCH = 2000
 
 

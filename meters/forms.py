@@ -7,7 +7,7 @@ condition that is wrong. Saving goes through `meters.services`, the only way to 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -205,7 +205,7 @@ class AnalyticsRangeForm(forms.Form):
     end = forms.DateTimeField(required=False)
     granularity = forms.ChoiceField(required=False, choices=[(g, g) for g in GRANULARITIES])
     customer = forms.CharField(required=False, max_length=255)
-    page = forms.IntegerField(required=False, min_value=0)
+    page = forms.IntegerField(required=False, min_value=0)  # past MAX_PAGE: clamped, an empty page
     sort = forms.ChoiceField(
         required=False,
         choices=[(s, s) for key in analytics.CUSTOMER_SORTS for s in (key, f"-{key}")],
@@ -214,18 +214,31 @@ class AnalyticsRangeForm(forms.Form):
         required=False, choices=[(t, t) for t in ("overview", "events", "customers")]
     )
 
+    def clean_page(self) -> int | None:
+        # A page far past the end is empty; clamped, its OFFSET stays a number PostgreSQL takes.
+        page = self.cleaned_data.get("page")
+        return None if page is None else min(page, analytics.MAX_PAGE)
+
     def window(self, *, now: datetime) -> tuple[datetime, datetime, str, str]:
-        """(start, end, preset or "custom", granularity); a custom start/end wins over presets."""
+        """(start, end, preset or "custom", granularity); a custom start/end wins over presets.
+        A custom range is clamped (`analytics.EARLIEST`, `LATEST_AHEAD`, `MAX_RANGE`), so any
+        dates typed (0001-01-01, 9999-12-31) make a range the chart and the queries can hold."""
         data = self.cleaned_data if self.is_valid() else {}
         preset = data.get("range") or "7d"
         start, end = data.get("start"), data.get("end")
         if start or end:
-            end = (end or now).astimezone(UTC)
-            start = (start or end - analytics.RANGE_PRESETS[preset]).astimezone(UTC)
+            earliest, latest = analytics.EARLIEST, now + analytics.LATEST_AHEAD
+            end = _clamp((end or now).astimezone(UTC), earliest + timedelta(days=1), latest)
+            start = start.astimezone(UTC) if start else end - analytics.RANGE_PRESETS[preset]
+            start = _clamp(start, max(earliest, end - analytics.MAX_RANGE), latest)
             preset = "custom"
             if start >= end:
-                start = end - analytics.RANGE_PRESETS["24h"]
+                start = max(end - analytics.RANGE_PRESETS["24h"], earliest)
         else:
             start, end = now - analytics.RANGE_PRESETS[preset], now
         granularity = data.get("granularity") or analytics.DEFAULT_GRANULARITY.get(preset, "day")
         return start, end, preset, analytics.fitting_granularity(start, end, granularity)
+
+
+def _clamp(moment: datetime, earliest: datetime, latest: datetime) -> datetime:
+    return min(max(moment, earliest), latest)

@@ -15,7 +15,7 @@ from django.db import connection, transaction
 
 from billing_site.errors import InvalidInput
 from billing_site.jsonutil import exact_dumps, exact_loads
-from events.queries import EVENTS_TABLE
+from events.queries import EVENTS_TABLE, event_names
 from meters import filters
 from meters.models import Aggregation, Meter
 from meters.services import validate_aggregation
@@ -193,26 +193,8 @@ def _sample_event(draft: Draft, row: tuple) -> SampleEvent:
 
 
 def known_event_names(limit: int = MAX_SUGGESTIONS) -> list[str]:
-    """Distinct event names received so far, by a skip scan of the (event_name, ts) index.
-
-    A plain DISTINCT would read every event; this reads one index entry per name.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH RECURSIVE names AS (
-                (SELECT event_name FROM {EVENTS_TABLE} ORDER BY event_name LIMIT 1)
-                UNION ALL
-                SELECT (SELECT e.event_name FROM {EVENTS_TABLE} e
-                        WHERE e.event_name > names.event_name
-                        ORDER BY e.event_name LIMIT 1)
-                FROM names WHERE names.event_name IS NOT NULL
-            )
-            SELECT event_name FROM names WHERE event_name IS NOT NULL LIMIT %s
-            """,
-            [limit],
-        )
-        return [name for (name,) in cursor.fetchall()]
+    """Distinct event names received so far (a skip scan: one index entry per name)."""
+    return event_names(limit)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -18,6 +19,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
+from billing_site.api.parsers import unstorable_strings
 from billing_site.errors import InvalidInput
 from billing_site.jsonutil import exact_dumps, exact_loads
 from billing_site.views import plotly_src
@@ -51,7 +53,7 @@ def meter_form(
                     model_admin.log_change(request, saved, [{"changed": {"fields": changed}}])
                 verb = "created" if meter is None else "saved"
                 messages.success(request, f"Meter “{saved.name}” {verb}.")
-                return redirect("admin:meters_meter_analytics", saved.pk)
+                return redirect("admin:meters_meter_analytics", quote(saved.pk))
     else:
         form = MeterForm(initial=MeterForm.initial_for(meter) if meter else None)
     event_name = form["event_name"].value() or ""
@@ -80,6 +82,10 @@ def preview_json(request: HttpRequest) -> JsonResponse:
         body = exact_loads(request.body or b"null")
     except ValueError:
         return JsonResponse({"errors": [{"field": "", "message": "Not valid JSON."}]}, status=400)
+    # NUL and lone surrogates cannot reach PostgreSQL (the API's parser refuses them the same way).
+    unstorable = unstorable_strings(body)
+    if unstorable:
+        return JsonResponse({"errors": unstorable, "keys": []}, status=422)
     event_name = body.get("event_name") if isinstance(body, dict) else None
     keys = preview.metadata_keys(event_name) if isinstance(event_name, str) else []
     suggestions = [{"key": s.key, "type": s.value_type} for s in keys]
@@ -189,31 +195,39 @@ class _Echo:
         return value
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: object) -> object:
+    """Text must not run as a spreadsheet formula when the export is opened: a leading `'` keeps
+    it text. Numbers (int, Decimal) stay numbers, so a negative quantity is still `-5`."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return f"'{value}"
+    return value
+
+
 def _csv_response(filename: str, header: list[str], rows: Iterable[list]) -> StreamingHttpResponse:
+    """Every CSV export goes through here, so every text cell is escaped in this one place."""
     writer = csv.writer(_Echo())
 
     def lines() -> Iterator[str]:
-        yield writer.writerow(header)
+        yield writer.writerow([safe_cell(cell) for cell in header])
         for row in rows:
-            yield writer.writerow(row)
+            yield writer.writerow([safe_cell(cell) for cell in row])
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 
-def _safe_cell(text: str) -> str:
-    """Client-chosen text must not run as a spreadsheet formula when the export is opened."""
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def _charge_cells(row: analytics.CustomerUsage) -> list[str]:
+def _charge_cells(row: analytics.CustomerUsage) -> list[object]:
     """(total in minor units, currency, every product's charge); the total only when all the
     charges are in one currency, since amounts in different currencies do not add up."""
     currencies = {charge.currency for charge in row.charges}
     single = len(currencies) == 1
     return [
-        str(row.charge_minor) if single else "",
+        row.charge_minor if single else "",
         currencies.pop() if single else "",
         "; ".join(f"{c.product_name}: {c.display}" for c in row.charges),
     ]
@@ -226,11 +240,11 @@ def events_csv(request: HttpRequest, meter: Meter) -> StreamingHttpResponse:
     events = analytics.iter_matched_events(meter, start, end, customer_id=customer or None)
     rows = (
         [
-            _safe_cell(event.event_id),
-            _safe_cell(event.customer_id),
-            _safe_cell(event.event_name),
+            event.event_id,
+            event.customer_id,
+            event.event_name,
             event.timestamp.isoformat(),
-            "" if event.value is None else str(event.value),
+            "" if event.value is None else event.value,
             event.skip_reason or "",
             exact_dumps(event.metadata),
         ]
@@ -247,11 +261,11 @@ def customers_csv(request: HttpRequest, meter: Meter) -> StreamingHttpResponse:
     customers = analytics.sort_customers(analytics.customer_usage(meter, start, end), sort)
     rows = (
         [
-            _safe_cell(row.customer_id),
-            _safe_cell(row.customer_name or ""),
+            row.customer_id,
+            row.customer_name or "",
             row.usage.event_count,
             row.usage.skipped_count,
-            str(row.usage.quantity),
+            row.usage.quantity,
             meter.measurement_unit,
             *_charge_cells(row),
         ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import HttpResponse
@@ -19,10 +19,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from audit.roles import INVOICE_LIFECYCLE
 from billing_site.errors import DomainError
 from billing_site.money import format_minor
+from billing_site.staff import PermittedActionsMixin
 from billing_site.views import plotly_src
 from meters import analytics
 from products import invoices, services
@@ -80,7 +82,7 @@ class InvoiceInline(ReadOnlyInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(PermittedActionsMixin, admin.ModelAdmin):
     list_display = ["customer_id", "name", "email", "created_at", "subscription_count"]
     search_fields = ["=customer_id", "email", "name"]
     list_filter = ["created_at"]
@@ -152,10 +154,10 @@ def _usage_links(customer_id: str) -> list[tuple[str, str]]:
     links = []
     for product_meter in meters:
         try:
-            url = reverse("admin:meters_meter_analytics", args=[product_meter.meter_id])
+            url = reverse("admin:meters_meter_analytics", args=[quote(product_meter.meter_id)])
         except Exception:  # noqa: BLE001 - the analytics page is optional
             continue
-        links.append((product_meter.meter.name, f"{url}?customer={customer_id}"))
+        links.append((product_meter.meter.name, f"{url}?{urlencode({'customer': customer_id})}"))
     return links
 
 
@@ -201,7 +203,7 @@ class ProductMeterInline(admin.TabularInline):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(PermittedActionsMixin, admin.ModelAdmin):
     list_display = ["name", "product_id", "price", "interval", "meter_count", "archived_at"]
     list_filter = [("archived_at", admin.EmptyFieldListFilter), "currency", "interval_unit"]
     search_fields = ["=product_id", "name"]
@@ -255,7 +257,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(PermittedActionsMixin, admin.ModelAdmin):
     list_display = [
         "subscription_id",
         "customer",
@@ -322,7 +324,7 @@ class InvoiceLineInline(ReadOnlyInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(PermittedActionsMixin, admin.ModelAdmin):
     list_display = [
         "invoice_id",
         "number",

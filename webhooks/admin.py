@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -245,12 +246,10 @@ class DeliveryAdmin(ReadOnlyAdmin):
         """The page's button: a new delivery of the same event to the same endpoint, now."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        original = get_object_or_404(Delivery, pk=delivery_id)
+        # Before the lookup: a refusal must not tell which deliveries exist (403 whatever the id).
         if not self.has_redeliver_permission(request):
-            messages.error(request, "You may view deliveries but not redeliver them.")
-            return HttpResponseRedirect(
-                reverse("admin:webhooks_delivery_change", args=[delivery_id])
-            )
+            raise PermissionDenied
+        original = get_object_or_404(Delivery, pk=delivery_id)
         again = deliveries.redeliver(original, now=timezone.now())
         if not original.endpoint.enabled:
             messages.warning(request, "The endpoint is disabled: it will be sent when enabled.")

@@ -11,7 +11,7 @@ from io import BytesIO
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
 from django.db import InterfaceError, OperationalError
-from django.http import JsonResponse
+from django.http import HttpResponseBadRequest, HttpResponseNotFound, JsonResponse
 
 from billing_site.api.exceptions import (
     error_body,
@@ -138,28 +138,45 @@ class DatabaseUnavailableMiddleware:
 class RefuseNulMiddleware:
     """PostgreSQL text cannot hold NUL (U+0000): an id or filter containing one matches nothing,
     and querying with it fails (a 500). Under /api/, a NUL in the path is an unknown resource
-    (404) and one in a query parameter is an invalid value (422 naming the parameter)."""
+    (404) and one in a query parameter is an invalid value (422 naming the parameter). Staff
+    pages (the admin's lists, filters, searches and actions) get the same rule as plain text: a
+    404 for the path, a 400 naming the query or form parameter."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path.startswith("/api/"):
-            if "\x00" in request.path:
+        api = request.path.startswith("/api/")
+        if "\x00" in request.path:
+            if api:
                 return JsonResponse(error_body("NOT_FOUND", "No such resource."), status=404)
-            bad = sorted(
-                name
-                for name, values in request.GET.lists()
-                if "\x00" in name or any("\x00" in value for value in values)
+            return HttpResponseNotFound("Not found.", content_type="text/plain; charset=utf-8")
+        bad = _with_nul(request.GET)
+        if api and bad:
+            errors = [
+                {"field": name, "message": "Must not contain NUL characters."} for name in bad
+            ]
+            return JsonResponse(
+                error_body("INVALID_REQUEST_BODY", f"Invalid value for {', '.join(bad)}", errors),
+                status=422,
             )
+        if not api:
+            if request.method == "POST" and request.content_type in _FORM_TYPES:
+                bad = sorted({*bad, *_with_nul(request.POST)})
             if bad:
-                errors = [
-                    {"field": name, "message": "Must not contain NUL characters."} for name in bad
-                ]
-                return JsonResponse(
-                    error_body(
-                        "INVALID_REQUEST_BODY", f"Invalid value for {', '.join(bad)}", errors
-                    ),
-                    status=422,
+                return HttpResponseBadRequest(
+                    f"Invalid value for {', '.join(bad)}: must not contain NUL characters.",
+                    content_type="text/plain; charset=utf-8",
                 )
         return self.get_response(request)
+
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _with_nul(params) -> list[str]:
+    return sorted(
+        name
+        for name, values in params.lists()
+        if "\x00" in name or any("\x00" in value for value in values)
+    )

@@ -13,6 +13,15 @@
     return value || fallback;
   }
 
+  // Plotly reads labels (legend, hover, axis titles) as pseudo-HTML: a meter named
+  // `<a href=...>` would become a link. Every label goes through here, so it shows as typed.
+  function plain(text) {
+    return String(text === null || text === undefined ? "" : text)
+      .replace(/&/g, "&amp;")
+      .replace(/</g, "&lt;")
+      .replace(/>/g, "&gt;");
+  }
+
   function toNumbers(values) {
     return values.map(function (value) {
       return value === null ? null : Number(value);
@@ -33,7 +42,7 @@
       bargap: 0.15,
       barmode: "group",
       xaxis: { type: "date", gridcolor: grid, linecolor: grid },
-      yaxis: { title: { text: options.unit || "" }, rangemode: "tozero", gridcolor: grid, zerolinecolor: grid },
+      yaxis: { title: { text: plain(options.unit) }, rangemode: "tozero", gridcolor: grid, zerolinecolor: grid },
     };
   }
 
@@ -45,11 +54,14 @@
     var traces = series.map(function (item, index) {
       var color = COLORS[index % COLORS.length];
       var trace = {
-        name: item.name || "",
+        name: plain(item.name),
         x: item.x,
         y: toNumbers(item.y),
         customdata: item.y,
-        hovertemplate: "%{x}<br>%{customdata} " + (item.unit || options.unit || "") + "<extra>" + (item.name || "") + "</extra>",
+        // Labels enter the template as values (%{meta}, the trace's name), never as template
+        // text, so a name holding "%{y}" is not evaluated either.
+        meta: plain(item.unit || options.unit),
+        hovertemplate: "%{x}<br>%{customdata} %{meta}<extra>%{fullData.name}</extra>",
       };
       if (item.kind === "bar") {
         trace.type = "bar";

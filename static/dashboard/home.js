@@ -4,14 +4,11 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     var charts = window.DashboardCharts;
+    // One small chart per meter, each on its own axis in its own unit.
     var usage = charts.readJSON("usage-traces") || [];
-    charts.draw(
-      "usage-chart",
-      usage.map(function (trace) {
-        return { name: trace.name, x: trace.x, y: trace.y, unit: trace.unit, kind: "line" };
-      }),
-      { legend: true, height: 320 }
-    );
+    usage.forEach(function (trace, index) {
+      charts.draw("usage-chart-" + (index + 1), [trace], { unit: trace.unit, height: 180 });
+    });
     var revenue = charts.readJSON("revenue-traces") || [];
     charts.draw(
       "revenue-chart",

@@ -3,7 +3,8 @@
  * a live preview that POSTs the draft meter to the server after each change. The server decides
  * everything (validation and matching); this file only edits the tree and shows the answers.
  * Numbers are kept as the text the staff member typed and written into the JSON unchanged, so a
- * value like 0.1 reaches the server exactly.
+ * value like 0.1 reaches the server exactly. A field's errors show once the staff member has
+ * touched it (or the form was submitted), never on a fresh form nobody has typed in yet.
  */
 (function () {
   "use strict";
@@ -107,10 +108,11 @@
 
   // --- the builder -------------------------------------------------------------------------
 
-  function Builder(container, hidden, onChange) {
+  function Builder(container, hidden, onChange, submitted) {
     this.container = container;
     this.hidden = hidden;
     this.onChange = onChange;
+    this.submitted = submitted;
     this.keyTypes = {};
     var state = readJSON("filter-builder-state", null);
     this.state = state && Array.isArray(state.clauses) ? state : { conjunction: "and", clauses: [] };
@@ -230,6 +232,7 @@
     key.value = condition.key;
     key.addEventListener("input", function () {
       condition.key = key.value;
+      condition.touched = true;
       self.changed(false);
     });
     key.addEventListener("change", function () {
@@ -244,6 +247,7 @@
     var type = select("fb-type", TYPES, condition.type, "Value type");
     type.addEventListener("change", function () {
       condition.typeChosen = true;
+      condition.touched = true;
       self.setType(condition, type.value);
       self.changed(true);
     });
@@ -251,6 +255,7 @@
     var operator = select("fb-operator", operatorsFor(condition.type), condition.operator, "Operator");
     operator.addEventListener("change", function () {
       condition.operator = operator.value;
+      condition.touched = true;
       self.changed(false);
     });
 
@@ -259,6 +264,7 @@
       value = select("fb-value", [["true", "true"], ["false", "false"]], condition.value, "Value");
       value.addEventListener("change", function () {
         condition.value = value.value;
+        condition.touched = true;
         self.changed(false);
       });
     } else {
@@ -272,6 +278,7 @@
       value.value = condition.value;
       value.addEventListener("input", function () {
         condition.value = value.value;
+        condition.touched = true;
         self.changed(false);
       });
     }
@@ -295,6 +302,18 @@
     if (allowed.indexOf(condition.operator) < 0) condition.operator = allowed[0];
     if (type === "boolean") condition.value = condition.value === "false" ? "false" : "true";
     else if (wasBoolean) condition.value = "";
+  };
+
+  // The preview's errors for the filter, less those on conditions nobody has edited yet (a
+  // condition just added is empty: "must not be empty" would greet every click on "+ Condition").
+  Builder.prototype.touchedErrors = function (errors) {
+    var self = this;
+    if (this.submitted) return errors;
+    return errors.filter(function (error) {
+      var match = /^(filter(?:\.clauses\[\d+\])*)/.exec(error.field || "filter");
+      var node = match ? self.conditionAt(match[1]) : null;
+      return !node || node.clauses || node.touched;
+    });
   };
 
   Builder.prototype.conditionAt = function (path) {
@@ -348,10 +367,20 @@
 
   // --- the live preview --------------------------------------------------------------------
 
-  function Preview(form, panel, builder) {
+  // Which form field shows an error the server names by its path.
+  var FIELD_FOR_ERROR = {
+    event_name: "event_name",
+    "aggregation.key": "aggregation_key",
+    "aggregation.type": "aggregation_type",
+    aggregation: "aggregation_type",
+  };
+
+  function Preview(form, panel, builder, submitted) {
     this.form = form;
     this.panel = panel;
     this.builder = builder;
+    this.submitted = submitted;
+    this.touched = {};
     this.url = panel.getAttribute("data-url");
     this.sequence = 0;
     this.timer = null;
@@ -407,6 +436,11 @@
       });
   };
 
+  Preview.prototype.label = function (name) {
+    var label = this.form.querySelector('label[for="id_' + name + '"]');
+    return label ? label.textContent.replace(/:\s*$/, "").trim().toLowerCase() : name;
+  };
+
   Preview.prototype.setText = function (id, text) {
     var node = document.getElementById(id);
     if (node) node.textContent = text;
@@ -424,20 +458,42 @@
     var list = document.getElementById("preview-errors");
     list.textContent = "";
     if (!ok) {
-      this.panel.setAttribute("data-state", "invalid");
       ["preview-matched", "preview-contributing", "preview-skipped-missing", "preview-skipped-nan", "preview-examined"].forEach(function (id) {
         self.setText(id, "–");
       });
       this.fillSample([]);
-      this.setText("preview-message", "Fix the marked fields to see the preview.");
+      var filterErrors = this.builder.touchedErrors(errors.filter(function (error) {
+        return (error.field || "").indexOf("filter") === 0;
+      }));
+      var shown = [];
+      var untouched = [];
       errors.forEach(function (error) {
-        var name = { event_name: "event_name", "aggregation.key": "aggregation_key", "aggregation.type": "aggregation_type", aggregation: "aggregation_type" }[error.field];
+        if ((error.field || "").indexOf("filter") === 0) {
+          if (filterErrors.indexOf(error) >= 0) shown.push(error);
+          return;
+        }
+        var name = FIELD_FOR_ERROR[error.field];
+        if (name && !self.submitted && !self.touched[name]) {
+          if (untouched.indexOf(name) < 0) untouched.push(name);
+          return;
+        }
+        shown.push(error);
         var slot = name && document.getElementById("live-error-" + name);
         if (slot) slot.textContent = error.message;
+      });
+      shown.forEach(function (error) {
         list.appendChild(h("li", { text: (error.field ? error.field + ": " : "") + error.message }));
       });
-      list.hidden = !errors.length;
-      this.builder.showErrors(errors.filter(function (error) { return (error.field || "").indexOf("filter") === 0; }));
+      list.hidden = !shown.length;
+      this.builder.showErrors(filterErrors);
+      // Nothing marked yet: the form is just not filled in, which is no error.
+      this.panel.setAttribute("data-state", shown.length ? "invalid" : "incomplete");
+      this.setText(
+        "preview-message",
+        shown.length || !untouched.length
+          ? "Fix the marked fields to see the preview."
+          : "Fill in " + untouched.map(function (name) { return self.label(name); }).join(" and ") + " to see the preview."
+      );
       return;
     }
     list.hidden = true;
@@ -501,21 +557,25 @@
     var panel = document.getElementById("preview");
     if (!form || !panel) return;
     var preview;
+    // A form the server sent back (it was submitted) shows every error at once.
+    var submitted = form.getAttribute("data-submitted") === "true";
     var builder = new Builder(document.getElementById("filter-builder"), form.elements.filter, function () {
       preview.schedule();
-    });
+    }, submitted);
     builder.keyTypes = {};
     readJSON("metadata-keys", []).forEach(function (item) {
       builder.keyTypes[item.key] = item.type;
     });
-    preview = new Preview(form, panel, builder);
+    preview = new Preview(form, panel, builder, submitted);
     toggleKey(form);
     ["event_name", "aggregation_type", "aggregation_key"].forEach(function (name) {
       form.elements[name].addEventListener("input", function () {
+        preview.touched[name] = true;
         toggleKey(form);
         preview.schedule();
       });
       form.elements[name].addEventListener("change", function () {
+        preview.touched[name] = true;
         toggleKey(form);
         preview.schedule();
       });

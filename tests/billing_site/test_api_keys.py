@@ -110,11 +110,10 @@ def test_staff_create_a_scoped_key_in_the_admin_and_change_it(admin_client):
     response = admin_client.post(
         "/admin/billing_site/apikey/add/",
         {"name": "dashboards", "scope": "read_only", "rate_limit_per_second": "5"},
-        follow=True,
     )
     assert response.status_code == 200
-    [message] = [str(m) for m in response.context["messages"] if "API key is" in str(m)]
-    raw_key = message.split("The new API key is ")[1].split(" ")[0]
+    raw_key = response.context["raw_key"]
+    assert f'value="{raw_key}"' in response.content.decode()
     api_key = ApiKey.objects.get(key_hash=hash_key(raw_key))
     assert (api_key.name, api_key.scope) == ("dashboards", "read_only")
     assert (api_key.rate_limit_per_second, api_key.rate_limit_per_minute) == (5, None)
@@ -134,3 +133,41 @@ def test_staff_create_a_scoped_key_in_the_admin_and_change_it(admin_client):
     listing = admin_client.get("/admin/billing_site/apikey/?scope__exact=ingest_only")
     assert listing.status_code == 200
     assert b"ingest" in listing.content
+
+
+def test_a_new_key_is_shown_on_the_page_and_never_sent_in_a_cookie(admin_client, monkeypatch):
+    """Django's default messages travel in a signed but readable cookie: the key must not."""
+    created = []
+    create = ApiKey.create
+
+    def remember(**fields):
+        api_key, raw_key = create(**fields)
+        created.append(raw_key)
+        return api_key, raw_key
+
+    monkeypatch.setattr(ApiKey, "create", remember)
+    response = admin_client.post("/admin/billing_site/apikey/add/", {"name": "ci", "scope": "full"})
+    [raw_key] = created
+    assert not [cookie for cookie in readable_cookies(response) if raw_key[12:] in cookie]
+    assert response.status_code == 200
+    assert raw_key in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
+    # Nor on any page after it: the list the browser goes to next shows only the prefix.
+    listing = admin_client.get("/admin/billing_site/apikey/")
+    assert raw_key not in listing.content.decode()
+    assert not [cookie for cookie in readable_cookies(listing) if raw_key[12:] in cookie]
+
+
+def readable_cookies(response) -> list[str]:
+    """Each Set-Cookie header as sent, and the messages cookie as anyone holding it reads it (it
+    is signed, not encrypted: base64 of possibly compressed JSON)."""
+    from django.contrib.messages.storage.cookie import CookieStorage
+    from django.http import HttpRequest
+
+    texts = []
+    for morsel in response.cookies.values():
+        texts.append(morsel.OutputString())
+        if morsel.key == CookieStorage.cookie_name and morsel.value:
+            decoded = CookieStorage(HttpRequest())._decode(morsel.value) or []
+            texts.extend(str(message) for message in decoded)
+    return texts

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 from django.utils import timezone
 
@@ -153,7 +154,7 @@ def test_export_reads_in_keyset_batches(setup, monkeypatch):
 
 
 def test_page_shows_three_tabs_with_the_range_figures(setup, staff_client):
-    url = reverse("admin:meters_meter_analytics", args=[setup["meter"].pk])
+    url = reverse("admin:meters_meter_analytics", args=[quote(setup["meter"].pk)])
     page = staff_client.get(url, {"range": "7d"})
     assert page.status_code == 200
     html = page.content.decode()
@@ -170,7 +171,7 @@ def test_page_shows_three_tabs_with_the_range_figures(setup, staff_client):
 
 
 def test_range_presets_and_customer_filter(setup, staff_client):
-    url = reverse("admin:meters_meter_analytics", args=[setup["meter"].pk])
+    url = reverse("admin:meters_meter_analytics", args=[quote(setup["meter"].pk)])
     day = staff_client.get(url, {"range": "24h"})
     assert day.context["granularity"] == "hour"
     assert day.context["overview"].total_quantity == 308
@@ -181,7 +182,7 @@ def test_range_presets_and_customer_filter(setup, staff_client):
 
 def test_custom_range(setup, staff_client):
     now = setup["now"]
-    url = reverse("admin:meters_meter_analytics", args=[setup["meter"].pk])
+    url = reverse("admin:meters_meter_analytics", args=[quote(setup["meter"].pk)])
     start = (now - timedelta(hours=27)).strftime("%Y-%m-%dT%H:%M")
     end = (now - timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M")
     page = staff_client.get(url, {"start": start, "end": end})
@@ -190,7 +191,7 @@ def test_custom_range(setup, staff_client):
 
 
 def test_customers_sort_by_any_column(setup, staff_client):
-    url = reverse("admin:meters_meter_analytics", args=[setup["meter"].pk])
+    url = reverse("admin:meters_meter_analytics", args=[quote(setup["meter"].pk)])
     page = staff_client.get(url, {"range": "7d", "sort": "charge"})
     assert [row.customer_id for row in page.context["customers"]] == [
         "cus_unknown",
@@ -205,7 +206,7 @@ def read_csv(response) -> list[dict]:
 
 
 def test_events_csv_lists_the_matched_events(setup, staff_client):
-    url = reverse("admin:meters_meter_events_csv", args=[setup["meter"].pk])
+    url = reverse("admin:meters_meter_events_csv", args=[quote(setup["meter"].pk)])
     response = staff_client.get(url, {"range": "7d"})
     assert response["Content-Type"].startswith("text/csv")
     rows = read_csv(response)
@@ -220,7 +221,7 @@ def test_events_csv_lists_the_matched_events(setup, staff_client):
 
 
 def test_customers_csv_has_usage_and_charge(setup, staff_client):
-    url = reverse("admin:meters_meter_customers_csv", args=[setup["meter"].pk])
+    url = reverse("admin:meters_meter_customers_csv", args=[quote(setup["meter"].pk)])
     rows = read_csv(staff_client.get(url, {"range": "7d"}))
     assert [(r["customer_id"], r["usage"], r["charge_minor"], r["currency"]) for r in rows] == [
         (setup["b"], "301", "101", "USD"),
@@ -233,6 +234,67 @@ def test_csv_cells_from_clients_cannot_be_formulas(db, staff_client):
     now = timezone.now()
     meter = make_meter("Calls", "api.call", now=now)
     ingest_events([event("=HYPERLINK(1)", "cus_1", "api.call")], now=now)
-    url = reverse("admin:meters_meter_events_csv", args=[meter.pk])
+    url = reverse("admin:meters_meter_events_csv", args=[quote(meter.pk)])
     [row] = read_csv(staff_client.get(url))
     assert row["event_id"] == "'=HYPERLINK(1)"
+
+
+def is_number(cell: str) -> bool:
+    try:
+        Decimal(cell)
+    except ArithmeticError:
+        return False
+    return True
+
+
+def test_no_csv_cell_can_be_a_formula_whatever_staff_or_clients_named(db, staff_client):
+    """The meter's unit, the product names in the charges column, customer names and event
+    fields are all text someone typed: none may start a formula in either export."""
+    from meters import services as meter_services
+
+    now = timezone.now()
+    meter = meter_services.create_meter(
+        name="=Tokens",
+        event_name="@llm",
+        measurement_unit='=HYPERLINK("http://evil.example","x")',
+        aggregation={"type": "sum", "key": "tokens"},
+        filter=None,
+        now=now - timedelta(days=2),
+    )
+    product = make_product(
+        [(meter, "1", 0)], now=now - timedelta(days=2), name="+cmd|' /C calc'!A0"
+    )
+    customer = make_customer(name="-2+3", customer_id="cus_plain")
+    subscribe(product, now=now - timedelta(days=1), customer=customer)
+    ingest_events(
+        [
+            event(
+                "=1+1",
+                "cus_plain",
+                "@llm",
+                timestamp=now - timedelta(hours=1),
+                metadata={"tokens": -5, "note": "=x"},
+            ),
+            event(
+                "e2", "@unknown", "@llm", timestamp=now - timedelta(hours=2), metadata={"tokens": 3}
+            ),
+        ],
+        now=now,
+    )
+    for name in ("admin:meters_meter_events_csv", "admin:meters_meter_customers_csv"):
+        response = staff_client.get(reverse(name, args=[meter.pk]), {"range": "7d"})
+        text = b"".join(response.streaming_content).decode()
+        cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+        assert cells, name
+        formulas = [
+            c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r") and not is_number(c)
+        ]
+        assert formulas == [], name
+    rows = read_csv(
+        staff_client.get(reverse("admin:meters_meter_customers_csv", args=[quote(meter.pk)]))
+    )
+    by_id = {row["customer_id"]: row for row in rows}
+    assert by_id["cus_plain"]["unit"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert by_id["cus_plain"]["charges"].startswith("'+cmd|")
+    assert by_id["cus_plain"]["usage"] == "-5"  # a number stays a number
+    assert by_id["'@unknown"]["usage"] == "3"

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.utils import timezone
 
 from tests.dashboard.browser import screenshot, skip_without_chromium
@@ -91,12 +92,12 @@ def test_three_tabs_show_the_chart_events_and_customers(live_server, page, staff
 
     staff_login(page, live_server, "/admin/meters/meter/")
     page.get_by_role("link", name="Analytics").click()  # linked from the meter list
-    page.wait_for_url(f"**/admin/meters/meter/{meter.pk}/analytics/")
+    page.wait_for_url(f"**/admin/meters/meter/{quote(meter.pk)}/analytics/")
     page.get_by_role("link", name="7d", exact=True).click()
     page.wait_for_url("**range=7d*")
 
     # Overview: the chart has one point per day of the range, our daily sums and zeros elsewhere.
-    page.wait_for_function("document.getElementById('usage-chart').data !== undefined")
+    page.wait_for_function("() => document.getElementById('usage-chart').data !== undefined")
     chart = page.evaluate(
         "() => { const t = document.getElementById('usage-chart').data[0];"
         " return {x: Array.from(t.x), y: Array.from(t.y), type: t.type}; }"
@@ -157,13 +158,59 @@ def test_staff_home_page(live_server, page, staff_login, usage):
     staff_login(page, live_server, "/admin/")
     page.locator("#staff-dashboard-link").click()
     page.wait_for_url("**/admin/dashboard/")
-    page.wait_for_function("document.getElementById('ingestion-chart').data !== undefined")
+    page.wait_for_function("() => document.getElementById('ingestion-chart').data !== undefined")
     hourly = page.evaluate("() => Array.from(document.getElementById('ingestion-chart').data[0].y)")
     assert len(hourly) == 24 and sum(hourly) == len(usage["plan"]) + 1
     expect(page.locator("#unknown-customers")).to_contain_text("cus_not_yet")
     expect(page.locator("#unknown-events")).to_have_text("1")
     usage_chart = page.evaluate(
-        "() => document.getElementById('usage-chart').data.map(t => t.name)"
+        "() => document.getElementById('usage-chart-1').data.map(t => t.name)"
     )
-    assert usage_chart == ["Tokens (units)"]
+    assert usage_chart == ["Tokens"]
     screenshot(page, "dashboard-home")
+
+
+def test_staff_home_draws_each_meter_on_its_own_axis(live_server, page, staff_login, usage):
+    """Tokens in the thousands must not flatten a meter counting a few calls to zero: each meter
+    gets its own chart, y axis in its own unit and scaled to its own values."""
+    now = usage["now"]
+    calls = make_meter("Calls", "api.call", now=now - timedelta(days=5))
+    big = make_meter("Big tokens", "llm.big", "sum", "tokens", now=now - timedelta(days=5))
+    ingest_events(
+        [
+            event(f"c{i}", usage["ada"], "api.call", timestamp=now - timedelta(hours=i + 1))
+            for i in range(3)
+        ]
+        + [
+            event(
+                "t1",
+                usage["ada"],
+                "llm.big",
+                timestamp=now - timedelta(hours=2),
+                metadata={"tokens": 5_000_000},
+            )
+        ],
+        now=now,
+    )
+    staff_login(page, live_server, "/admin/dashboard/")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.usage-chart').length === 3 && "
+        "Array.from(document.querySelectorAll('.usage-chart')).every(n => n._fullLayout)"
+    )
+    charts = page.evaluate(
+        """() => Array.from(document.querySelectorAll('.usage-chart')).map(n => ({
+            names: n.data.map(t => t.name),
+            max: Math.max(...Array.from(n.data[0].y)),
+            top: n._fullLayout.yaxis.range[1],
+            title: n._fullLayout.yaxis.title.text,
+        }))"""
+    )
+    by_name = {chart["names"][0]: chart for chart in charts}
+    assert all(len(chart["names"]) == 1 for chart in charts)
+    assert set(by_name) == {"Tokens", "Calls", "Big tokens"}
+    assert by_name["Calls"]["max"] == 3
+    for chart in charts:  # each axis fits its own values, not the largest meter's
+        assert chart["max"] <= chart["top"] <= 2 * max(chart["max"], 1), chart
+        assert chart["title"] == "units"
+    assert calls.measurement_unit == big.measurement_unit == "units"
+    screenshot(page, "dashboard-home-per-meter")

@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.utils import timezone
 
 from billing_site.jsonutil import exact_dumps
@@ -205,7 +206,7 @@ def test_build_a_nested_filter_watch_the_preview_and_save(live_server, page, sta
     )
 
     # Editing brings the same tree back into the builder.
-    page.goto(f"{live_server.url}/admin/meters/meter/{meter.pk}/change/")
+    page.goto(f"{live_server.url}/admin/meters/meter/{quote(meter.pk)}/change/")
     expect(page.locator('[data-path="filter.clauses[1].clauses[1]"] .fb-value')).to_have_value(
         "1000"
     )
@@ -232,3 +233,40 @@ def test_server_errors_are_shown_next_to_the_condition(live_server, page, staff_
     expect(page.locator("#preview-errors")).to_contain_text("filter.clauses[1].key")
     assert not Meter.objects.exists()
     screenshot(page, "meter-builder-2-errors")
+
+
+def test_a_fresh_form_shows_no_errors_until_a_field_is_touched(
+    live_server, page, staff_login, events
+):
+    """Nothing typed yet is not an error: no "Is required" on a pristine form, nor on a
+    condition just added; each field's message appears once it was edited (or on submit)."""
+    staff_login(page, live_server, "/admin/meters/meter/add/")
+    expect(page.locator("#preview")).to_have_attribute("data-state", "incomplete")
+    expect(page.locator("#preview-message")).to_contain_text("Fill in event name")
+    expect(page.locator("#live-error-event_name")).to_have_text("")
+    expect(page.locator("#preview-errors")).to_be_hidden()
+    assert "Is required" not in page.locator("#meter-form").inner_text()
+    assert "Is required" not in page.locator("#preview").inner_text()
+    screenshot(page, "meter-builder-pristine")
+
+    add_condition(page, "filter")  # an empty condition: no "must not be empty" yet
+    expect(page.locator("#preview")).to_have_attribute("data-state", "incomplete")
+    expect(page.locator('[data-path="filter.clauses[0]"] .fb-errors')).to_be_hidden()
+
+    page.fill("#id_event_name", NAME)
+    page.fill("#id_event_name", "")  # touched, then emptied: now it is an error
+    expect(page.locator("#live-error-event_name")).to_have_text("Is required.")
+    expect(page.locator("#preview")).to_have_attribute("data-state", "invalid")
+    page.fill("#id_event_name", NAME)
+    condition = page.locator('[data-path="filter.clauses[0]"]')
+    condition.locator(".fb-value").fill("eu")  # edited, key still empty
+    expect(condition.locator(".fb-errors")).to_contain_text("key")
+    condition.locator(".fb-key").fill("region")
+    expect(page.locator("#preview")).to_have_attribute("data-state", "ready")
+    expect(page.locator("#preview-matched")).to_have_text(str(expected(in_eu)[0]))
+
+    # Submitting shows every error at once, touched or not.
+    page.goto(f"{live_server.url}/admin/meters/meter/add/")
+    page.click("input[name=_save]")
+    expect(page.locator("#live-error-event_name")).to_have_text("Is required.")
+    expect(page.locator(".field-name .errorlist")).to_contain_text("required")

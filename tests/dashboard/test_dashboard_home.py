@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -109,7 +110,7 @@ def test_home_page_shows_the_panels(billed, staff_client):
     assert page.context["unknown"].sample == [("cus_stranger", 1)]
     assert "cus_stranger" in html
     assert page.context["freshness"].pending_events == events > 0
-    assert page.context["usage_traces"][0]["name"] == "Calls (units)"
+    assert page.context["usage_traces"][0]["name"] == "Calls"
     usage = sum(Decimal(y) for y in page.context["usage_traces"][0]["y"])
     assert usage == 32
     assert [t.name for t in page.context["top_customers"]] == ["Ada", "Bob"]
@@ -124,3 +125,22 @@ def test_home_page_shows_the_panels(billed, staff_client):
 def test_admin_index_links_to_the_dashboard(staff_client):
     html = staff_client.get(reverse("admin:index")).content.decode()
     assert f'href="{reverse("staff-dashboard")}"' in html
+
+
+def test_each_meter_has_its_own_usage_chart(db, staff_client):
+    """Meters count in different units (calls, tokens): one chart each, never one shared axis."""
+    now = timezone.now()
+    make_meter("Calls", "api.call", now=now - timedelta(days=1))
+    make_meter("Tokens", "llm.request", "sum", "tokens", now=now - timedelta(days=1))
+    html = staff_client.get(reverse("staff-dashboard")).content.decode()
+    charts = re.findall(r'<div id="(usage-chart-\d+)" class="[^"]*usage-chart', html)
+    assert charts == ["usage-chart-1", "usage-chart-2"]
+
+
+def test_the_admin_is_branded_usage_billing(staff_client):
+    for url in (reverse("admin:index"), reverse("staff-dashboard")):
+        html = staff_client.get(url).content.decode()
+        assert "<title>" in html and "Usage billing</title>" in html, url
+        assert "Django administration" not in html and "Django site admin" not in html, url
+    login = Client().get(reverse("admin:login")).content.decode()
+    assert "Usage billing" in login and "Django administration" not in login

@@ -58,11 +58,11 @@ def test_saving_goes_through_the_meter_service_and_keeps_numbers_exact(staff_cli
     response = staff_client.post(reverse("admin:meters_meter_add"), form_data())
     meter = Meter.objects.get()
     assert response.status_code == 302
-    assert response["Location"] == reverse("admin:meters_meter_analytics", args=[meter.pk])
+    assert response["Location"] == reverse("admin:meters_meter_analytics", args=[quote(meter.pk)])
     assert meter.filter == FILTER
     assert meter.filter["clauses"][1]["clauses"][1]["value"] == Decimal("0.1")
     assert (meter.aggregation_type, meter.aggregation_key) == ("sum", "tokens")
-    history = staff_client.get(reverse("admin:meters_meter_history", args=[meter.pk]))
+    history = staff_client.get(reverse("admin:meters_meter_history", args=[quote(meter.pk)]))
     assert "Added." in history.content.decode()
 
 
@@ -155,7 +155,7 @@ def test_editing_what_a_meter_counts_starts_a_new_definition(staff_client, meter
     )
     meter.refresh_from_db()
     assert (meter.name, meter.definition_version) == ("API calls", 2)
-    history = staff_client.get(reverse("admin:meters_meter_history", args=[meter.pk]))
+    history = staff_client.get(reverse("admin:meters_meter_history", args=[quote(meter.pk)]))
     assert "Changed Name." in history.content.decode()
 
 
@@ -166,9 +166,8 @@ def test_meters_are_archived_not_deleted(staff_client, meter):
     )
     meter.refresh_from_db()
     assert meter.is_archived
-    assert (
-        staff_client.get(reverse("admin:meters_meter_delete", args=[meter.pk])).status_code == 403
-    )
+    delete = reverse("admin:meters_meter_delete", args=[quote(meter.pk)])
+    assert staff_client.get(delete).status_code == 403
 
 
 def test_preview_endpoint_answers_counts_sample_and_key_suggestions(staff_client):

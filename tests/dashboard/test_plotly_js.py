@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import plotly
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 
 from billing_site.views import PLOTLY_JS
@@ -31,7 +32,7 @@ def test_pages_load_scripts_and_styles_from_this_server_only(staff_client):
         reverse("staff-dashboard"),
         reverse("admin:index"),
         reverse("admin:meters_meter_add"),
-        reverse("admin:meters_meter_analytics", args=[meter.pk]),
+        reverse("admin:meters_meter_analytics", args=[quote(meter.pk)]),
     ):
         html = staff_client.get(url).content.decode()
         sources = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', html)

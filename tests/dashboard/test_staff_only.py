@@ -35,9 +35,9 @@ def pages(meter) -> list[tuple[str, str]]:
         ("post", reverse("admin:meters_meter_add")),
         ("get", reverse("admin:meters_meter_change", args=[quote(meter.pk)])),
         ("post", reverse("admin:meters_meter_preview")),
-        ("get", reverse("admin:meters_meter_analytics", args=[meter.pk])),
-        ("get", reverse("admin:meters_meter_events_csv", args=[meter.pk])),
-        ("get", reverse("admin:meters_meter_customers_csv", args=[meter.pk])),
+        ("get", reverse("admin:meters_meter_analytics", args=[quote(meter.pk)])),
+        ("get", reverse("admin:meters_meter_events_csv", args=[quote(meter.pk)])),
+        ("get", reverse("admin:meters_meter_customers_csv", args=[quote(meter.pk)])),
     ]
 
 

@@ -54,7 +54,8 @@ def test_the_redirect_can_be_left_to_the_proxy():
     "secret_key",
     [
         "",  # unset
-        "insecure-development-key-set-SECRET_KEY-in-production",  # the development default
+        "django-insecure-development-key-set-SECRET_KEY-in-production",  # the development key
+        "insecure-development-key-set-SECRET_KEY-in-production",  # the one before it
         "too-short",
     ],
 )
@@ -81,3 +82,12 @@ def test_development_needs_no_secret_key():
     """What ./scripts/demo and ./scripts/test run: no SECRET_KEY, no ALLOWED_HOSTS."""
     code, output = run("check", BILLING_ENV="development", SECRET_KEY="", ALLOWED_HOSTS="")
     assert code == 0, output
+
+
+def test_check_deploy_warns_about_the_development_key():
+    """Deployed without BILLING_ENV and SECRET_KEY, the server runs with the built-in key:
+    `check --deploy` must say so (Django's W009), as it does for any insecure key."""
+    code, output = run("check", "--deploy", BILLING_ENV="", SECRET_KEY="", ALLOWED_HOSTS="")
+    assert "security.W009" in output, output
+    code, output = run("check", "--deploy", "--fail-level", "WARNING", BILLING_ENV="")
+    assert "security.W009" not in output, output  # a real key: no such warning

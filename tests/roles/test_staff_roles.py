@@ -34,9 +34,9 @@ def read_pages(world) -> list[str]:
         reverse("staff-plotly-js"),
         reverse("admin:meters_meter_changelist"),
         reverse("admin:meters_meter_change", args=[quote(meter)]),  # analytics for read-only users
-        reverse("admin:meters_meter_analytics", args=[meter]),
-        reverse("admin:meters_meter_events_csv", args=[meter]),
-        reverse("admin:meters_meter_customers_csv", args=[meter]),
+        reverse("admin:meters_meter_analytics", args=[quote(meter)]),
+        reverse("admin:meters_meter_events_csv", args=[quote(meter)]),
+        reverse("admin:meters_meter_customers_csv", args=[quote(meter)]),
         reverse("admin:events_event_changelist"),
         reverse("admin:products_customer_changelist"),
         reverse("admin:products_customer_change", args=[quote(customer_id)]),
@@ -135,19 +135,66 @@ def test_a_viewer_cannot_archive_meters_from_the_list(world):
     viewer = staff_client("vera", "viewer")
     changelist = viewer.get(reverse("admin:meters_meter_changelist"))
     assert "archive_meters" not in changelist.content.decode()
-    viewer.post(
+    response = viewer.post(
         reverse("admin:meters_meter_changelist"),
         {"action": "archive_meters", "_selected_action": [world.meter.pk], "index": 0},
     )
+    assert response.status_code == 403  # refused out loud, not the list shown again
     world.meter.refresh_from_db()
     assert world.meter.archived_at is None
+
+
+def test_a_viewer_posting_any_admin_action_is_refused(world):
+    viewer = staff_client("vera", "viewer")
+    for url, action, pk in [
+        (reverse("admin:meters_meter_changelist"), "unarchive_meters", world.meter.pk),
+        (
+            reverse("admin:products_customer_changelist"),
+            "delete_selected",
+            world.subscription.customer_id,
+        ),
+        (
+            reverse("admin:credits_creditentitlement_changelist"),
+            "delete_selected",
+            world.entitlement.pk,
+        ),
+    ]:
+        response = viewer.post(url, {"action": action, "_selected_action": [pk], "index": 0})
+        assert response.status_code == 403, (url, action)
+    assert Customer.objects.filter(pk=world.subscription.customer_id).exists()
+    # A billing admin still runs them (the action form answers with the list or a confirmation).
+    admin = staff_client("bill", "billing_admin")
+    response = admin.post(
+        reverse("admin:meters_meter_changelist"),
+        {"action": "archive_meters", "_selected_action": [world.meter.pk], "index": 0},
+    )
+    assert response.status_code == 302
+    world.meter.refresh_from_db()
+    assert world.meter.archived_at is not None
+
+
+def test_redelivering_a_webhook_is_refused_to_a_viewer_whatever_the_id(world):
+    from tests.webhooks.factories import make_endpoint
+    from webhooks.models import Delivery, WebhookEvent
+
+    event = WebhookEvent.objects.create(event_type="invoice.created", body="{}")
+    delivery = Delivery.objects.create(
+        event=event, endpoint=make_endpoint("http://127.0.0.1:9/"), status="failed"
+    )
+    viewer = staff_client("vera", "viewer")
+    for delivery_id in (delivery.pk, delivery.pk + 1000):  # existing or not: the same answer
+        url = reverse("admin:webhooks_delivery_redeliver", args=[delivery_id])
+        assert viewer.post(url).status_code == 403
+    assert Delivery.objects.count() == 1
 
 
 def test_a_viewer_sees_no_add_change_or_adjust_buttons(world):
     viewer = staff_client("vera", "viewer")
     pages = {
         "meters": viewer.get(reverse("admin:meters_meter_changelist")),
-        "analytics": viewer.get(reverse("admin:meters_meter_analytics", args=[world.meter.pk])),
+        "analytics": viewer.get(
+            reverse("admin:meters_meter_analytics", args=[quote(world.meter.pk)])
+        ),
         "home": viewer.get(reverse("staff-dashboard")),
         "balances": viewer.get(reverse("admin:credits_creditbalance_changelist")),
         "balance": viewer.get(
