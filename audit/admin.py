@@ -18,7 +18,7 @@ class AuditEntryAdmin(admin.ModelAdmin):
     search_fields = ["=object_id", "object_id", "actor_name"]
     date_hierarchy = "created_at"
     actions = None
-    fields = [
+    fields = (
         "created_at",
         "actor_kind",
         "actor_id",
@@ -29,7 +29,7 @@ class AuditEntryAdmin(admin.ModelAdmin):
         "before_json",
         "after_json",
         "details_json",
-    ]
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -61,7 +61,7 @@ class CreditEntitlementForm(forms.ModelForm):
         ]
 
     def _post_clean(self) -> None:
-        super()._post_clean()  # builds self.instance from the cleaned fields
+        super()._post_clean()  # type: ignore[misc]  # Django's, missing from its stubs
         if self.errors:
             return  # a field that did not parse is not on the instance: report that first
         try:
@@ -109,7 +109,7 @@ class LedgerInline(admin.TabularInline):
     model = LedgerEntry
     extra = 0
     can_delete = False
-    fields = [
+    fields = (
         "created_at",
         "transaction_type",
         "amount",
@@ -118,7 +118,7 @@ class LedgerInline(admin.TabularInline):
         "overage_after",
         "description",
         "created_by",
-    ]
+    )
     readonly_fields = fields
     ordering = ["-created_at", "-id"]
     max_num = 0

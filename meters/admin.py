@@ -9,6 +9,7 @@ from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -136,13 +137,13 @@ class MeterAdmin(PermittedActionsMixin, admin.ModelAdmin):
             raise PermissionDenied
         return views.analytics_page(request, self, meter)
 
-    def events_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+    def events_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
         meter = self._meter(request, object_id)
         if not self.has_view_permission(request, meter):
             raise PermissionDenied
         return views.events_csv(request, meter)
 
-    def customers_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+    def customers_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
         meter = self._meter(request, object_id)
         if not self.has_view_permission(request, meter):
             raise PermissionDenied

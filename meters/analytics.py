@@ -108,6 +108,12 @@ class ProductTotal:
         return format_minor(self.amount_minor, self.currency)
 
 
+def unit_price(attachment: ProductMeter) -> Decimal:
+    """The price of an attachment from priced_product_meters (which keeps only priced ones)."""
+    assert attachment.price_per_unit is not None
+    return attachment.price_per_unit
+
+
 def priced_product_meters(meter: Meter) -> list[ProductMeter]:
     """Attachments of this meter priced per unit (credit-based attachments have no price)."""
     return list(
@@ -140,14 +146,14 @@ def customer_usage(meter: Meter, start: datetime, end: datetime) -> list[Custome
         for product_id in sorted(subscribed.get(customer_id, ())):
             attachment = attachments[product_id]
             free_units, chargeable, amount = usage_charge(
-                quantity, attachment.free_threshold, attachment.price_per_unit
+                quantity, attachment.free_threshold, unit_price(attachment)
             )
             charges.append(
                 Charge(
                     product_id=product_id,
                     product_name=attachment.product.name,
                     currency=attachment.product.currency,
-                    price_per_unit=attachment.price_per_unit,
+                    price_per_unit=unit_price(attachment),
                     free_threshold=attachment.free_threshold,
                     free_units=free_units,
                     chargeable_units=chargeable,
@@ -192,7 +198,7 @@ def overview(meter: Meter, rows: list[CustomerUsage]) -> Overview:
             attachment.product_id,
             attachment.product.name,
             attachment.product.currency,
-            attachment.price_per_unit,
+            unit_price(attachment),
             attachment.free_threshold,
             0,
             0,

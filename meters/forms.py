@@ -100,6 +100,7 @@ class MeterForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # a ModelForm's clean() returns its cleaned_data
         kind = cleaned.get("aggregation_type")
         if kind:
             key = cleaned.get("aggregation_key") or None

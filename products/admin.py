@@ -53,7 +53,7 @@ class ReadOnlyInline(admin.TabularInline):
 
 class SubscriptionInline(ReadOnlyInline):
     model = Subscription
-    fields = ["subscription_id", "product", "status", "current_period_start", "current_period_end"]
+    fields = ("subscription_id", "product", "status", "current_period_start", "current_period_end")
     readonly_fields = fields
     show_change_link = True
 
@@ -62,7 +62,7 @@ class InvoiceInline(ReadOnlyInline):
     model = Invoice
     # The chain of corrections shows here: a reissue names what it replaces, a credit note
     # what it corrects.
-    fields = [
+    fields = (
         "invoice_id",
         "number",
         "kind",
@@ -72,7 +72,7 @@ class InvoiceInline(ReadOnlyInline):
         "total",
         "replaces",
         "corrects",
-    ]
+    )
     readonly_fields = fields
     show_change_link = True
 
@@ -95,7 +95,7 @@ class CustomerAdmin(PermittedActionsMixin, admin.ModelAdmin):
 
     @admin.display(description="Subscriptions", ordering="subscriptions_total")
     def subscription_count(self, customer: Customer) -> int:
-        return customer.subscriptions_total
+        return customer.subscriptions_total  # type: ignore[attr-defined]  # get_queryset's
 
     def get_readonly_fields(self, request, obj=None):
         # The id may be chosen on creation (to match events already sent), never changed after.
@@ -187,14 +187,14 @@ def _usage_charts(customer_id: str, *, now) -> list[dict]:
 class ProductMeterInline(admin.TabularInline):
     model = ProductMeter
     extra = 0
-    fields = [
+    fields = (
         "position",
         "meter",
         "price_per_unit",
         "free_threshold",
         "credit_entitlement",
         "meter_units_per_credit",
-    ]
+    )
     readonly_fields = fields
     can_delete = False
 
@@ -253,7 +253,7 @@ class ProductAdmin(PermittedActionsMixin, admin.ModelAdmin):
 
     @admin.display(description="Meters", ordering="meters_total")
     def meter_count(self, product: Product) -> int:
-        return product.meters_total
+        return product.meters_total  # type: ignore[attr-defined]  # get_queryset's
 
 
 @admin.register(Subscription)
@@ -310,7 +310,7 @@ class SubscriptionAdmin(PermittedActionsMixin, admin.ModelAdmin):
 
 class InvoiceLineInline(ReadOnlyInline):
     model = InvoiceLine
-    fields = [
+    fields = (
         "kind",
         "description",
         "consumed_units",
@@ -319,7 +319,7 @@ class InvoiceLineInline(ReadOnlyInline):
         "unit_price",
         "credits_applied",
         "amount_minor",
-    ]
+    )
     readonly_fields = fields
 
 

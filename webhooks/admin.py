@@ -130,7 +130,7 @@ class DeliveryInline(admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
-    fields = ["delivery_link", "endpoint", "status", "attempt_count", "last_status_code"]
+    fields = ("delivery_link", "endpoint", "status", "attempt_count", "last_status_code")
     readonly_fields = fields
 
     @admin.display(description="delivery")
@@ -147,7 +147,7 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     list_display = ["id", "event_type", "created_at"]
     list_filter = ["event_type"]
     search_fields = ["=id"]
-    fields = ["id", "event_type", "created_at", "payload"]
+    fields = ("id", "event_type", "created_at", "payload")
     readonly_fields = fields
     inlines = [DeliveryInline]
 
@@ -161,7 +161,7 @@ class AttemptInline(admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
-    fields = [
+    fields = (
         "number",
         "attempted_at",
         "status_code",
@@ -169,7 +169,7 @@ class AttemptInline(admin.TabularInline):
         "error",
         "response_body",
         "succeeded",
-    ]
+    )
     readonly_fields = fields
 
     def has_change_permission(self, request, obj=None) -> bool:
@@ -191,7 +191,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
     list_filter = ["status", "event__event_type", "endpoint"]
     list_select_related = ["event", "endpoint"]
     search_fields = ["=event__id"]
-    fields = [
+    fields = (
         "event_link",
         "event_type",
         "endpoint",
@@ -203,7 +203,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
         "redelivery_of",
         "created_at",
         "payload",
-    ]
+    )
     readonly_fields = fields
     inlines = [AttemptInline]
     actions = ["redeliver_selected"]
