@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from billing_site.jsonutil import exact_dumps, exact_loads
+from billing_site.staff import PermittedActionsMixin
 from webhooks import delivery as deliveries
 from webhooks.destinations import validate_endpoint_url
 from webhooks.models import (
@@ -177,7 +178,7 @@ class AttemptInline(admin.TabularInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyAdmin):
+class DeliveryAdmin(PermittedActionsMixin, ReadOnlyAdmin):
     list_display = [
         "id",
         "event_type",

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.admin.utils import quote
+from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from credits.models import CreditBalance, CreditEntitlement
@@ -185,6 +186,28 @@ def test_redelivering_a_webhook_is_refused_to_a_viewer_whatever_the_id(world):
     for delivery_id in (delivery.pk, delivery.pk + 1000):  # existing or not: the same answer
         url = reverse("admin:webhooks_delivery_redeliver", args=[delivery_id])
         assert viewer.post(url).status_code == 403
+    assert Delivery.objects.count() == 1
+
+
+def test_the_redeliver_action_is_refused_without_the_change_permission(world):
+    """Seeing deliveries (view_delivery) is not redelivering them: the action answers 403."""
+    from django.contrib.auth.models import Permission
+
+    from tests.webhooks.factories import make_endpoint
+    from webhooks.models import Delivery, WebhookEvent
+
+    event = WebhookEvent.objects.create(event_type="invoice.created", body="{}")
+    delivery = Delivery.objects.create(
+        event=event, endpoint=make_endpoint("http://127.0.0.1:9/"), status="failed"
+    )
+    client = staff_client("wendy")
+    user = get_user_model().objects.get(username="wendy")
+    user.user_permissions.add(Permission.objects.get(codename="view_delivery"))
+    answer = client.post(
+        reverse("admin:webhooks_delivery_changelist"),
+        {"action": "redeliver_selected", "_selected_action": [delivery.pk]},
+    )
+    assert answer.status_code == 403
     assert Delivery.objects.count() == 1
 
 
