@@ -15,10 +15,10 @@ from django.db import IntegrityError, transaction
 
 from audit import log as audit_log
 from audit.models import Action
-from billing_site.api.strict import unknown_fields
 from billing_site.errors import Conflict, InvalidInput, NotFound
 from billing_site.money import CURRENCIES, decimal_digits
 from billing_site.periods import INTERVAL_UNITS
+from billing_site.strict import unknown_fields
 from credits.models import CreditEntitlement, OverageBehavior, ProductCreditEntitlement
 from products.models import Product
 

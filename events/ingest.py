@@ -19,7 +19,6 @@ import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 
-from billing_site.api.strict import unknown_fields
 from billing_site.errors import DomainError, InvalidInput
 from billing_site.jsonutil import JSONTooDeep, exact_dumps, exact_loads
 from billing_site.metadata import (
@@ -30,6 +29,7 @@ from billing_site.metadata import (
     is_storable_number,
 )
 from billing_site.retries import with_retries
+from billing_site.strict import unknown_fields
 
 MAX_EVENTS = 1000
 MAX_ID_LENGTH = 255

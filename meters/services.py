@@ -14,8 +14,8 @@ from django.db import transaction
 
 from audit import log as audit_log
 from audit.models import Action
-from billing_site.api.strict import unknown_fields
 from billing_site.errors import InvalidInput
+from billing_site.strict import unknown_fields
 from meters.filters import validate_filter
 from meters.models import Aggregation, Meter
 

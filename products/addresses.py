@@ -3,8 +3,8 @@ zipcode?}` with `country` a two-letter ISO 3166-1 code from Dodo's `CountryCode`
 
 from __future__ import annotations
 
-from billing_site.api.strict import unknown_fields
 from billing_site.errors import InvalidInput
+from billing_site.strict import unknown_fields
 
 # Dodo's CountryCode enum (ISO 3166-1 alpha-2), in its order.
 COUNTRIES = frozenset(

@@ -42,8 +42,10 @@ from products.wire import (
 )
 
 # Dodo's `Locale` enum: the languages customer emails can be in.
-LOCALES = ("ar", "ca", "zh", "nl", "en", "fr", "de", "he", "id", "it", "ja", "ka", "ko", "ms")
-LOCALES += ("pl", "pt", "ro", "ru", "es", "sv", "th", "tr")
+LOCALES = (
+    *("ar", "ca", "zh", "nl", "en", "fr", "de", "he", "id", "it", "ja", "ka", "ko", "ms"),
+    *("pl", "pt", "ro", "ru", "es", "sv", "th", "tr"),
+)
 
 
 # Dodo's `CancellationFeedback` enum.

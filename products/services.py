@@ -12,15 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from typing import cast
 
 from django.db import transaction
 
 from audit import log as audit_log
 from audit.models import Action
-from billing_site.api.strict import refuse, refuse_unknown
 from billing_site.errors import DomainError, InvalidInput, NotFound
 from billing_site.money import CURRENCIES, decimal_digits
 from billing_site.periods import INTERVAL_UNITS, BillingInterval
+from billing_site.strict import refuse, refuse_unknown
 from credits import services as credit_services
 from credits.deduction import grant_period_credits
 from meters.models import Meter
@@ -559,7 +560,7 @@ def update_subscription(
             setattr(subscription, name, value)
             fields.append(name)
     if customer_business_name is not UNSET:
-        subscription.customer_business_name = customer_business_name
+        subscription.customer_business_name = cast(str | None, customer_business_name)
         fields.append("customer_business_name")
     if metadata is not None:
         subscription.metadata = metadata
