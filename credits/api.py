@@ -15,7 +15,8 @@ from rest_framework.views import APIView
 from billing_site.api.fields import parse_query_bool, parse_query_datetime
 from billing_site.api.pagination import paged_response
 from billing_site.api.serializers import MetadataField
-from billing_site.errors import NotFound
+from billing_site.api.strict import LOCALE, PAGING, StrictQueryMixin, StrictSerializer
+from billing_site.errors import DomainError, NotFound
 from billing_site.jsonutil import ExactJSONEncoder
 from billing_site.wire import decimal_text, timestamp_text
 from credits import ledger, services
@@ -25,7 +26,12 @@ from credits.wire import balance_data, entitlement_data, entry_data, grant_data
 from products.models import Customer
 
 
-class EntitlementInputSerializer(serializers.Serializer):
+class Gone(DomainError):
+    status = 410
+    code = "GONE"
+
+
+class EntitlementInputSerializer(StrictSerializer):
     """Shapes only; the settings rules (and their combinations) are in credits/services.py."""
 
     name = serializers.CharField(max_length=255)
@@ -53,8 +59,10 @@ class EntitlementInputSerializer(serializers.Serializer):
     max_rollover_count = serializers.IntegerField(required=False, allow_null=True, min_value=0)
 
 
-class EntitlementListCreateView(APIView):
-    @extend_schema(parameters=[OpenApiParameter("deleted", bool)])
+class EntitlementListCreateView(StrictQueryMixin, APIView):
+    query_params = ("deleted", *LOCALE, *PAGING)
+
+    @extend_schema(parameters=[OpenApiParameter("deleted", bool), OpenApiParameter("locale", str)])
     def get(self, request):
         deleted = parse_query_bool(request.query_params, "deleted")
         entitlements = CreditEntitlement.objects.filter(deleted_at__isnull=not deleted)
@@ -68,7 +76,9 @@ class EntitlementListCreateView(APIView):
         return Response(entitlement_data(entitlement), status=status.HTTP_201_CREATED)
 
 
-class EntitlementDetailView(APIView):
+class EntitlementDetailView(StrictQueryMixin, APIView):
+    query_params = LOCALE
+
     def get(self, request, entitlement_id: str):
         return Response(entitlement_data(services.entitlement_or_404(entitlement_id)))
 
@@ -84,18 +94,21 @@ class EntitlementDetailView(APIView):
         )
         return Response(entitlement_data(entitlement))
 
+    @extend_schema(responses={200: None, 404: None, 410: None})
     def delete(self, request, entitlement_id: str):
-        entitlement = services.entitlement_or_404(entitlement_id)
+        entitlement = services.entitlement_or_404(entitlement_id, include_deleted=True)
+        if entitlement.deleted_at is not None:
+            raise Gone(f"Credit entitlement {entitlement_id} is already deleted.")
         services.set_deleted(entitlement, deleted=True, now=timezone.now())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(status=status.HTTP_200_OK)  # Dodo: 200 with no body
 
 
-class EntitlementUndeleteView(APIView):
-    @extend_schema(request=None)
+class EntitlementUndeleteView(StrictQueryMixin, APIView):
+    @extend_schema(request=None, responses={200: None})
     def post(self, request, entitlement_id: str):
         entitlement = services.entitlement_or_404(entitlement_id, include_deleted=True)
         services.set_deleted(entitlement, deleted=False, now=timezone.now())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(status=status.HTTP_200_OK)
 
 
 # --- balances, ledger, grants ------------------------------------------------------------------
@@ -112,7 +125,9 @@ def _balance_or_404(entitlement_id: str, customer_id: str) -> CreditBalance:
     return balance
 
 
-class BalanceListView(APIView):
+class BalanceListView(StrictQueryMixin, APIView):
+    query_params = ("customer_id", *PAGING)
+
     @extend_schema(parameters=[OpenApiParameter("customer_id", str)])
     def get(self, request, entitlement_id: str):
         services.entitlement_or_404(entitlement_id, include_deleted=True)
@@ -124,12 +139,12 @@ class BalanceListView(APIView):
         return paged_response(request, balances, balance_data)
 
 
-class BalanceDetailView(APIView):
+class BalanceDetailView(StrictQueryMixin, APIView):
     def get(self, request, entitlement_id: str, customer_id: str):
         return Response(balance_data(_balance_or_404(entitlement_id, customer_id)))
 
 
-class LedgerEntryInputSerializer(serializers.Serializer):
+class LedgerEntryInputSerializer(StrictSerializer):
     entry_type = serializers.ChoiceField(choices=["credit", "debit"])
     amount = serializers.JSONField(encoder=ExactJSONEncoder)
     reason = serializers.CharField(max_length=1000, required=False, allow_null=True)
@@ -154,7 +169,7 @@ class LedgerEntryInputSerializer(serializers.Serializer):
         return value
 
 
-class LedgerEntryCreateView(APIView):
+class LedgerEntryCreateView(StrictQueryMixin, APIView):
     @extend_schema(request=LedgerEntryInputSerializer)
     def post(self, request, entitlement_id: str, customer_id: str):
         entitlement = services.entitlement_or_404(entitlement_id)
@@ -200,7 +215,9 @@ class LedgerEntryCreateView(APIView):
         )
 
 
-class LedgerListView(APIView):
+class LedgerListView(StrictQueryMixin, APIView):
+    query_params = ("start_date", "end_date", "transaction_type", *PAGING)
+
     @extend_schema(
         parameters=[
             OpenApiParameter("start_date", str),
@@ -227,7 +244,9 @@ class LedgerListView(APIView):
         return paged_response(request, entries, entry_data)
 
 
-class GrantListView(APIView):
+class GrantListView(StrictQueryMixin, APIView):
+    query_params = ("status", *PAGING)
+
     @extend_schema(
         parameters=[OpenApiParameter("status", str, enum=["active", "expired", "depleted"])]
     )
@@ -246,7 +265,7 @@ class GrantListView(APIView):
         return paged_response(request, grants, grant_data)
 
 
-class CustomerEntitlementsView(APIView):
+class CustomerEntitlementsView(StrictQueryMixin, APIView):
     def get(self, request, customer_id: str):
         if not Customer.objects.filter(pk=customer_id).exists():
             raise NotFound(f"No customer {customer_id}.")
@@ -270,7 +289,7 @@ class CustomerEntitlementsView(APIView):
         )
 
 
-class SubscriptionCreditUsageView(APIView):
+class SubscriptionCreditUsageView(StrictQueryMixin, APIView):
     """Balance and overage headroom for each entitlement of the subscription's product."""
 
     def get(self, request, subscription_id: str):

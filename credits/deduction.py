@@ -182,6 +182,8 @@ def deduct_subscription(subscription_id: str, *, now: datetime) -> int:
         # The period before is a draft: its credit close, then this period's grant, come at
         # its finalization; deducting now would draw on a balance still being settled.
         return 0
+    if subscription.is_trial(subscription.period_index):
+        return 0  # usage in a free trial costs no credits
     period = subscription.period(subscription.period_index)
     meters = credit_meters(subscription)
     links = _links(subscription)

@@ -18,6 +18,7 @@ from audit.models import Action
 from billing_site.errors import Conflict, InvalidInput, NotFound
 from billing_site.money import CURRENCIES, decimal_digits
 from billing_site.periods import INTERVAL_UNITS
+from billing_site.strict import unknown_fields
 from credits.models import CreditEntitlement, OverageBehavior, ProductCreditEntitlement
 from products.models import Product
 
@@ -257,6 +258,23 @@ LINK_OVERRIDES = (
 )
 
 
+# Dodo's link fields this server cannot honour, with the one value it takes (what it shows).
+LINK_NEUTRAL = {
+    "proration_behavior": "no_prorate",
+    "trial_credits": "0",
+    "trial_credits_expire_after_trial": False,
+}
+LINK_FIELDS = ("credit_entitlement_id", "credits_amount", *LINK_OVERRIDES, *LINK_NEUTRAL)
+
+
+def _takes_nothing(name: str, value: object) -> bool:
+    if name == "trial_credits":
+        number = _decimal(value) if isinstance(value, str) else None
+        return number is not None and number == 0
+    neutral = LINK_NEUTRAL[name]
+    return type(value) is type(neutral) and value == neutral
+
+
 def validate_links(entries: object) -> list[dict]:
     """Product `credit_entitlements`: `{credit_entitlement_id, credits_amount, overrides...}`."""
     if not isinstance(entries, list):
@@ -276,6 +294,12 @@ def validate_links(entries: object) -> list[dict]:
         if not isinstance(entry, dict):
             _error(errors, prefix[:-1], "Must be an object.")
             continue
+        errors += unknown_fields(entry, LINK_FIELDS, prefix[:-1])
+        # Proration and trial credits are not offered: only what the product shows is taken.
+        for name, neutral in LINK_NEUTRAL.items():
+            value = entry.get(name)
+            if value is not None and not _takes_nothing(name, value):
+                _error(errors, prefix + name, f"Not supported; send {neutral!r} or omit it.")
         entitlement_id = entry.get("credit_entitlement_id")
         entitlement = CreditEntitlement.objects.filter(pk=entitlement_id).first()
         if entitlement is None:

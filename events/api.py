@@ -8,11 +8,12 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing_site.api.fields import filter_exact, parse_query_datetime
+from billing_site.api.strict import PAGING, StrictQueryMixin
+from billing_site.errors import DomainError, NotFound
 from events.models import Event
 from products.billing import ingest_events
 
@@ -38,7 +39,14 @@ class EventInputSerializer(serializers.Serializer):
     metadata = serializers.DictField(required=False, allow_null=True)
 
 
-class IngestView(APIView):
+class ConflictingFilters(DomainError):
+    """Dodo answers 400 for "conflicting meter/event names" on GET /events."""
+
+    status = 400
+    code = "INVALID_REQUEST"
+
+
+class IngestView(StrictQueryMixin, APIView):
     @extend_schema(
         request=inline_serializer("IngestRequest", {"events": EventInputSerializer(many=True)}),
         responses=inline_serializer(
@@ -51,8 +59,9 @@ class IngestView(APIView):
         return Response({"ingested_count": ingested_count})
 
 
-class EventListView(generics.ListAPIView):
+class EventListView(StrictQueryMixin, generics.ListAPIView):
     serializer_class = EventSerializer
+    query_params = ("customer_id", "event_name", "meter_id", "start", "end", *PAGING)
 
     def get_queryset(self):
         params = self.request.query_params
@@ -88,16 +97,20 @@ class EventListView(generics.ListAPIView):
 
         meter = Meter.objects.filter(id=meter_id).first()
         if meter is None:
-            raise ValidationError({"meter_id": [f"No meter {meter_id!r}."]})
+            raise NotFound(
+                f"No meter {meter_id!r}.",
+                errors=[{"field": "meter_id", "message": f"No meter {meter_id!r}."}],
+            )
         if event_name and event_name != meter.event_name:
-            raise ValidationError(
-                {"event_name": [f"Must match the meter's event name {meter.event_name!r}."]}
+            message = f"Must match the meter's event name {meter.event_name!r}."
+            raise ConflictingFilters(
+                f"event_name: {message}", errors=[{"field": "event_name", "message": message}]
             )
         condition, params = matching_events_sql(meter, alias='"events_event"')
         return events.filter(RawSQL(condition, params, output_field=BooleanField()))
 
 
-class EventDetailView(generics.RetrieveAPIView):
+class EventDetailView(StrictQueryMixin, generics.RetrieveAPIView):
     serializer_class = EventSerializer
     queryset = Event.objects.all()
     lookup_field = "event_id"

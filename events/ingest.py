@@ -29,6 +29,7 @@ from billing_site.metadata import (
     is_storable_number,
 )
 from billing_site.retries import with_retries
+from billing_site.strict import unknown_fields
 
 MAX_EVENTS = 1000
 MAX_ID_LENGTH = 255
@@ -48,8 +49,29 @@ class PayloadTooLarge(DomainError):
     code = "PAYLOAD_TOO_LARGE"
 
 
+EVENT_FIELDS = ("event_id", "customer_id", "event_name", "timestamp", "metadata")
+_EVENT_FIELD_SET = frozenset(EVENT_FIELDS)
+# Dodo's ingest answers 400 for "duplicate event IDs, or invalid timestamps" and 422 for schema
+# errors (a missing or mistyped field, an unknown field, bad metadata).
+BAD_REQUEST_CODES = frozenset(
+    {
+        "DUPLICATE_EVENT_ID",
+        "INVALID_TIMESTAMP",
+        "TIMESTAMP_IN_FUTURE",
+        "TIMESTAMP_TOO_OLD",
+        "PERIOD_ALREADY_INVOICED",
+    }
+)
+
+
 class InvalidEvents(InvalidInput):
-    """The batch was refused; `errors` lists each bad event by index and field."""
+    """The batch was refused; `errors` lists each bad event by index and field. 400 when a
+    problem is a repeated event_id or a refused timestamp (Dodo's 400 cases), else 422."""
+
+    def __init__(self, message: str, *, errors: list[dict] | None = None):
+        super().__init__(message, errors=errors)
+        if any(e.get("code") in BAD_REQUEST_CODES for e in self.errors):
+            self.status = 400
 
 
 @dataclass(frozen=True)
@@ -240,6 +262,8 @@ def validate_batch(payload: object, *, now: datetime) -> list[EventRow]:
     problems = _Problems()
     if not isinstance(payload, dict):
         raise InvalidEvents("The body must be a JSON object with an `events` array.")
+    for unknown in unknown_fields(payload, ("events",)):
+        problems.add(None, unknown["field"], "UNKNOWN_FIELD", unknown["message"])
     events = payload.get("events")
     if not isinstance(events, list):
         problems.add(None, "events", "MISSING_FIELD", "events must be an array of events.")
@@ -251,7 +275,7 @@ def validate_batch(payload: object, *, now: datetime) -> list[EventRow]:
             "INVALID_BATCH_SIZE",
             f"events must hold 1 to {MAX_EVENTS} events; got {len(events)}.",
         )
-        raise InvalidEvents(problems.errors[0]["message"], errors=problems.errors)
+        raise InvalidEvents(problems.errors[-1]["message"], errors=problems.errors)
 
     rows: list[EventRow] = []
     first_index_of: dict[str, int] = {}
@@ -259,6 +283,9 @@ def validate_batch(payload: object, *, now: datetime) -> list[EventRow]:
         if not isinstance(event, dict):
             problems.add(index, "", "INVALID_TYPE", "each event must be an object.")
             continue
+        if not event.keys() <= _EVENT_FIELD_SET:
+            for unknown in unknown_fields(event, _EVENT_FIELD_SET):
+                problems.add(index, unknown["field"], "UNKNOWN_FIELD", unknown["message"])
         event_id = _check_identifier(problems, index, event, "event_id")
         customer_id = _check_identifier(problems, index, event, "customer_id")
         event_name = _check_identifier(problems, index, event, "event_name")

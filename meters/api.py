@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from billing_site.api.fields import parse_query_bool
 from billing_site.api.serializers import SCALAR_SCHEMA, BusinessIdField
+from billing_site.api.strict import LOCALE, PAGING, StrictQueryMixin, StrictSerializer
 from billing_site.jsonutil import ExactJSONEncoder
 from meters import services
 from meters.filters import CONJUNCTIONS, MAX_CLAUSES, MAX_KEY_LENGTH, OPERATORS, homogeneous
@@ -111,7 +112,7 @@ class FilterField(serializers.JSONField):
     pass
 
 
-class MeterInputSerializer(serializers.Serializer):
+class MeterInputSerializer(StrictSerializer):
     """Plain fields; `aggregation` and `filter` are checked by the meter rules, which name
     every bad field (`filter.clauses[1].operator`)."""
 
@@ -130,27 +131,30 @@ class MeterInputSerializer(serializers.Serializer):
 KEPT_WHEN_NULL = ("name", "event_name", "measurement_unit", "aggregation")
 
 
-class MeterListCreateView(generics.ListAPIView):
+class MeterListCreateView(StrictQueryMixin, generics.ListAPIView):
     serializer_class = MeterSerializer
+    query_params = ("archived", *LOCALE, *PAGING)
 
     def get_queryset(self):
         archived = parse_query_bool(self.request.query_params, "archived")
         meters = Meter.objects.all()
         return meters.archived() if archived else meters.active()
 
-    @extend_schema(parameters=[OpenApiParameter("archived", bool)])
+    @extend_schema(parameters=[OpenApiParameter("archived", bool), OpenApiParameter("locale", str)])
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
-    @extend_schema(request=MeterInputSerializer, responses=MeterSerializer)
+    @extend_schema(request=MeterInputSerializer, responses={201: MeterSerializer})
     def post(self, request):
         data = MeterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         meter = services.create_meter(**data.validated_data, now=timezone.now())
-        return Response(MeterSerializer(meter).data)
+        return Response(MeterSerializer(meter).data, status=status.HTTP_201_CREATED)
 
 
-class MeterDetailView(APIView):
+class MeterDetailView(StrictQueryMixin, APIView):
+    query_params = LOCALE
+
     def get_object(self, meter_id: str) -> Meter:
         return get_object_or_404(Meter, id=meter_id)
 
@@ -177,8 +181,8 @@ class MeterDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MeterUnarchiveView(APIView):
-    @extend_schema(request=None, responses={204: None})
+class MeterUnarchiveView(StrictQueryMixin, APIView):
+    @extend_schema(request=None, responses={200: None})
     def post(self, request, meter_id: str):
         services.unarchive_meter(get_object_or_404(Meter, id=meter_id))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(status=status.HTTP_200_OK)  # Dodo: 200 with no body

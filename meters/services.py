@@ -15,6 +15,7 @@ from django.db import transaction
 from audit import log as audit_log
 from audit.models import Action
 from billing_site.errors import InvalidInput
+from billing_site.strict import unknown_fields
 from meters.filters import validate_filter
 from meters.models import Aggregation, Meter
 
@@ -44,7 +45,7 @@ def validate_aggregation(data: object) -> tuple[str, str | None]:
             "aggregation must be an object.",
             errors=[{"field": "aggregation", "message": "Must be an object {type, key}."}],
         )
-    errors = []
+    errors = unknown_fields(data, ("type", "key"), "aggregation")
     kind = data.get("type")
     key = data.get("key")
     if kind not in Aggregation.values:

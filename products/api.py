@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -13,29 +14,65 @@ from rest_framework.views import APIView
 from billing_site.api.fields import filter_exact, parse_query_bool, parse_query_datetime
 from billing_site.api.pagination import page_params, paged_response
 from billing_site.api.serializers import BusinessIdField, MetadataField
-from billing_site.errors import NotFound
+from billing_site.api.strict import (
+    LOCALE,
+    PAGING,
+    StrictFieldsMixin,
+    StrictQueryMixin,
+    StrictSerializer,
+    unsupported,
+)
+from billing_site.errors import DomainError, NotFound
 from billing_site.jsonutil import ExactJSONEncoder
 from billing_site.money import CURRENCIES
 from billing_site.periods import INTERVAL_UNITS
 from billing_site.wire import decimal_text, timestamp_text
 from credits.services import MAX_EXPIRES_AFTER_DAYS
 from products import services
+from products.addresses import validate_billing
 from products.history import usage_history
 from products.models import Customer, Product, Subscription
 from products.wire import (
+    SUBSCRIPTION_PREFETCH,
+    SUBSCRIPTION_RELATED,
     customer_details,
     product_data,
     product_list_item,
     subscription_data,
 )
 
+# Dodo's `Locale` enum: the languages customer emails can be in.
+LOCALES = (
+    *("ar", "ca", "zh", "nl", "en", "fr", "de", "he", "id", "it", "ja", "ka", "ko", "ms"),
+    *("pl", "pt", "ro", "ru", "es", "sv", "th", "tr"),
+)
 
-class CustomerSerializer(serializers.ModelSerializer):
+
+# Dodo's `CancellationFeedback` enum.
+CANCELLATION_FEEDBACK = (
+    "too_expensive",
+    "missing_features",
+    "switched_service",
+    "unused",
+    "customer_service",
+    "low_quality",
+    "too_complex",
+    "other",
+)
+
+
+class Gone(DomainError):
+    status = 410
+    code = "GONE"
+
+
+class CustomerSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     business_id = BusinessIdField()
     metadata = MetadataField(required=False)
     phone_number = serializers.CharField(
         max_length=32, required=False, allow_null=True, allow_blank=True
     )
+    preferred_locale = serializers.ChoiceField(choices=LOCALES, required=False, allow_null=True)
 
     def validate_email(self, value: str) -> str:
         # Deliberately loose: Dodo accepts short test domains such as "a@b.c".
@@ -52,14 +89,16 @@ class CustomerSerializer(serializers.ModelSerializer):
             "email",
             "name",
             "phone_number",
+            "preferred_locale",
             "metadata",
             "created_at",
         ]
         read_only_fields = ["customer_id", "created_at"]
 
 
-class CustomerListCreateView(generics.ListCreateAPIView):
+class CustomerListCreateView(StrictQueryMixin, generics.ListCreateAPIView):
     serializer_class = CustomerSerializer
+    query_params = ("email", "name", "created_at_gte", "created_at_lte", *PAGING)
 
     def get_queryset(self):
         params = self.request.query_params
@@ -93,7 +132,7 @@ class CustomerListCreateView(generics.ListCreateAPIView):
         return response
 
 
-class CustomerDetailView(generics.RetrieveUpdateAPIView):
+class CustomerDetailView(StrictQueryMixin, generics.RetrieveUpdateAPIView):
     serializer_class = CustomerSerializer
     queryset = Customer.objects.all()
     lookup_field = "customer_id"
@@ -223,7 +262,7 @@ class SubscriptionCustomerField(serializers.JSONField):
     pass
 
 
-class ProductInputSerializer(serializers.Serializer):
+class ProductInputSerializer(StrictSerializer):
     name = serializers.CharField(max_length=255)
     description = serializers.CharField(
         max_length=5000, required=False, allow_null=True, allow_blank=True
@@ -233,7 +272,57 @@ class ProductInputSerializer(serializers.Serializer):
     )
     price = PriceField(encoder=ExactJSONEncoder)
     metadata = MetadataField(required=False)
-    credit_entitlements = CreditLinksField(required=False, encoder=ExactJSONEncoder)
+    credit_entitlements = CreditLinksField(
+        required=False, allow_null=True, encoder=ExactJSONEncoder
+    )
+    # Dodo's fields for what this server does not sell (addons, license keys, digital delivery,
+    # entitlements, images, several brands or regional prices): only their neutral value.
+    addons = serializers.JSONField(required=False, allow_null=True)
+    brand_id = serializers.JSONField(required=False, allow_null=True)
+    digital_product_delivery = serializers.JSONField(required=False, allow_null=True)
+    entitlements = serializers.JSONField(required=False, allow_null=True)
+    image_id = serializers.JSONField(required=False, allow_null=True)
+    license_key_activation_message = serializers.JSONField(required=False, allow_null=True)
+    license_key_activations_limit = serializers.JSONField(required=False, allow_null=True)
+    license_key_duration = serializers.JSONField(required=False, allow_null=True)
+    license_key_enabled = serializers.JSONField(required=False, allow_null=True)
+    pricing_mode = serializers.JSONField(required=False, allow_null=True)
+
+    NOT_OFFERED = (
+        "digital_product_delivery",
+        "entitlements",
+        "image_id",
+        "license_key_activation_message",
+        "license_key_activations_limit",
+        "license_key_duration",
+        "license_key_enabled",
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        unsupported(
+            attrs,
+            ("addons",),
+            "Addons are not supported for usage based billing.",
+            code="ADDONS_IN_USAGE_BASED_BILLING_NOT_SUPPORTED",
+        )
+        unsupported(attrs, self.NOT_OFFERED, "Not supported by this server; send null or omit it.")
+        brand = attrs.pop("brand_id", None)
+        if brand is not None and brand != settings.BUSINESS_ID:
+            raise serializers.ValidationError(
+                {"brand_id": [f"The only brand is {settings.BUSINESS_ID!r}."]}
+            )
+        mode = attrs.pop("pricing_mode", None)
+        if mode not in (None, "by_currency"):
+            raise serializers.ValidationError(
+                {"pricing_mode": ["Only by_currency (the price's one currency) is supported."]}
+            )
+        for name in ("addons", *self.NOT_OFFERED):
+            attrs.pop(name, None)
+        return attrs
+
+
+# A PATCH's null on a field every product has means "keep it", as an omitted field does.
+PRODUCT_KEPT_WHEN_NULL = ("name", "tax_category", "price", "metadata")
 
 
 def _products():
@@ -242,12 +331,27 @@ def _products():
     )
 
 
-class ProductListCreateView(APIView):
-    @extend_schema(parameters=[OpenApiParameter("archived", bool)])
+class ProductListCreateView(StrictQueryMixin, APIView):
+    query_params = ("archived", "brand_id", "recurring", *LOCALE, *PAGING)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("archived", bool),
+            OpenApiParameter("brand_id", str),
+            OpenApiParameter("recurring", bool, description="Every product here is recurring."),
+            OpenApiParameter("locale", str),
+        ]
+    )
     def get(self, request):
-        archived = parse_query_bool(request.query_params, "archived")
+        params = request.query_params
+        archived = parse_query_bool(params, "archived")
         products = _products()
         products = products.filter(archived_at__isnull=False) if archived else products.active()
+        # One brand (BUSINESS_ID) and only subscription products: these filters keep all or none.
+        if parse_query_bool(params, "recurring") is False:
+            products = products.none()
+        if params.get("brand_id") and params["brand_id"] != settings.BUSINESS_ID:
+            products = products.none()
         return paged_response(request, products, product_list_item)
 
     @extend_schema(request=ProductInputSerializer)
@@ -258,62 +362,165 @@ class ProductListCreateView(APIView):
         return Response(product_data(_products().get(pk=product.pk)))
 
 
-class ProductDetailView(APIView):
+class ProductDetailView(StrictQueryMixin, APIView):
+    query_params = LOCALE
+
     def get(self, request, product_id: str):
         return Response(product_data(get_object_or_404(_products(), pk=product_id)))
 
     @extend_schema(request=ProductInputSerializer)
     def patch(self, request, product_id: str):
         product = get_object_or_404(Product, pk=product_id)
-        data = ProductInputSerializer(data=request.data, partial=True)
+        body = request.data
+        if isinstance(body, dict):
+            body = {
+                k: v for k, v in body.items() if v is not None or k not in PRODUCT_KEPT_WHEN_NULL
+            }
+        data = ProductInputSerializer(data=body, partial=True)
         data.is_valid(raise_exception=True)
         product = services.update_product(product, now=timezone.now(), **data.validated_data)
         return Response(product_data(_products().get(pk=product.pk)))
 
-    @extend_schema(responses={204: None}, summary="Archive a product")
+    @extend_schema(responses={200: None, 410: None}, summary="Archive a product")
     def delete(self, request, product_id: str):
         product = get_object_or_404(Product, pk=product_id)
+        if product.archived_at is not None:
+            raise Gone(f"Product {product_id} is already archived.")
         services.set_product_archived(product, archived=True, now=timezone.now())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(status=status.HTTP_200_OK)  # Dodo: 200 with no body
 
 
-class ProductUnarchiveView(APIView):
-    @extend_schema(request=None, responses={204: None})
+class ProductUnarchiveView(StrictQueryMixin, APIView):
+    @extend_schema(request=None, responses={200: None})
     def post(self, request, product_id: str):
         product = get_object_or_404(Product, pk=product_id)
         services.set_product_archived(product, archived=False, now=timezone.now())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(status=status.HTTP_200_OK)
 
 
 # --- subscriptions -------------------------------------------------------------------------------
 
 
 def _subscriptions():
-    return Subscription.objects.select_related("customer", "product").prefetch_related(
-        "product__product_meters__meter", "product__credit_entitlements__credit_entitlement"
+    return Subscription.objects.select_related(*SUBSCRIPTION_RELATED).prefetch_related(
+        *SUBSCRIPTION_PREFETCH
     )
 
 
-class SubscriptionInputSerializer(serializers.Serializer):
+# The id POST /api/subscriptions answers as `payment_id` (Dodo types it a string): this server
+# takes no payments, so no payment is made when a subscription starts; invoices record the money.
+NO_PAYMENT_ID = "pay_none"
+NOT_HERE = "Not supported by this server (it takes no payments); send null or omit it."
+
+
+class SubscriptionInputSerializer(StrictSerializer):
     customer = SubscriptionCustomerField(encoder=ExactJSONEncoder)
     product_id = serializers.CharField(max_length=64)
     quantity = serializers.IntegerField()
-    billing = serializers.JSONField(required=False, encoder=ExactJSONEncoder)
+    billing = serializers.JSONField(encoder=ExactJSONEncoder)
     metadata = MetadataField(required=False)
+    trial_period_days = serializers.IntegerField(required=False, allow_null=True)
+    customer_business_name = serializers.CharField(max_length=255, required=False, allow_null=True)
+    require_phone_number = serializers.BooleanField(required=False)
+    billing_currency = serializers.CharField(required=False, allow_null=True)
+    # Dodo's fields for payments, checkout, tax and discounts: only their neutral value.
+    addons = serializers.JSONField(required=False, allow_null=True)
+    allowed_payment_method_types = serializers.JSONField(required=False, allow_null=True)
+    discount_code = serializers.JSONField(required=False, allow_null=True)
+    discount_codes = serializers.JSONField(required=False, allow_null=True)
+    force_3ds = serializers.JSONField(required=False, allow_null=True)
+    mandate_min_amount_inr_paise = serializers.JSONField(required=False, allow_null=True)
+    on_demand = serializers.JSONField(required=False, allow_null=True)
+    one_time_product_cart = serializers.JSONField(required=False, allow_null=True)
+    payment_link = serializers.JSONField(required=False, allow_null=True)
+    payment_method_id = serializers.JSONField(required=False, allow_null=True)
+    redirect_immediately = serializers.JSONField(required=False, allow_null=True)
+    return_url = serializers.JSONField(required=False, allow_null=True)
+    short_link = serializers.JSONField(required=False, allow_null=True)
+    show_saved_payment_methods = serializers.JSONField(required=False, allow_null=True)
+    tax_id = serializers.JSONField(required=False, allow_null=True)
+
+    PAYMENTS = (
+        "allowed_payment_method_types",
+        "force_3ds",
+        "mandate_min_amount_inr_paise",
+        "payment_link",
+        "payment_method_id",
+        "redirect_immediately",
+        "return_url",
+        "short_link",
+        "show_saved_payment_methods",
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        unsupported(
+            attrs,
+            ("on_demand",),
+            "On-demand subscriptions are not supported for usage based billing.",
+            code="ON_DEMAND_USAGE_BASED_BILLING_NOT_SUPPORTED",
+        )
+        unsupported(
+            attrs,
+            ("addons",),
+            "Addons are not supported for usage based billing.",
+            code="ADDONS_IN_USAGE_BASED_BILLING_NOT_SUPPORTED",
+        )
+        unsupported(
+            attrs,
+            ("discount_code", "discount_codes"),
+            "Discount codes are not supported by this server; send null or omit it.",
+        )
+        unsupported(attrs, ("tax_id",), "Tax ids are not supported by this server.")
+        unsupported(attrs, ("one_time_product_cart",), NOT_HERE)
+        unsupported(attrs, self.PAYMENTS, NOT_HERE)
+        attrs["billing"] = validate_billing(attrs["billing"])
+        for name in (*self.PAYMENTS, "addons", "discount_code", "discount_codes"):
+            attrs.pop(name, None)
+        for name in ("on_demand", "one_time_product_cart", "tax_id"):
+            attrs.pop(name, None)
+        return attrs
 
 
-class SubscriptionListCreateView(APIView):
+class SubscriptionListCreateView(StrictQueryMixin, APIView):
+    query_params = (
+        "customer_id",
+        "product_id",
+        "status",
+        "brand_id",
+        "cancel_at_next_billing_date",
+        "created_at_gte",
+        "created_at_lte",
+        *LOCALE,
+        *PAGING,
+    )
+
     @extend_schema(
         parameters=[
             OpenApiParameter("customer_id", str),
             OpenApiParameter("product_id", str),
             OpenApiParameter("status", str),
+            OpenApiParameter("brand_id", str),
+            OpenApiParameter("cancel_at_next_billing_date", bool),
+            OpenApiParameter("created_at_gte", str, description="Inclusive, ISO 8601."),
+            OpenApiParameter("created_at_lte", str, description="Inclusive, ISO 8601."),
+            OpenApiParameter("locale", str),
         ]
     )
     def get(self, request):
         params = request.query_params
         subscriptions = _subscriptions()
         subscriptions = filter_exact(subscriptions, params, ("customer_id", "product_id", "status"))
+        cancelling = parse_query_bool(params, "cancel_at_next_billing_date")
+        if cancelling is not None:
+            subscriptions = subscriptions.filter(cancel_at_next_billing_date=cancelling)
+        created_gte = parse_query_datetime(params, "created_at_gte")
+        created_lte = parse_query_datetime(params, "created_at_lte")
+        if created_gte is not None:
+            subscriptions = subscriptions.filter(created_at__gte=created_gte)
+        if created_lte is not None:
+            subscriptions = subscriptions.filter(created_at__lte=created_lte)
+        if params.get("brand_id") and params["brand_id"] != settings.BUSINESS_ID:
+            subscriptions = subscriptions.none()  # one brand: BUSINESS_ID
         return paged_response(request, subscriptions, subscription_data)
 
     @extend_schema(request=SubscriptionInputSerializer)
@@ -324,35 +531,116 @@ class SubscriptionListCreateView(APIView):
         product = Product.objects.filter(pk=values["product_id"]).first()
         if product is None:
             raise NotFound(f"No product {values['product_id']}.")
+        currency = values.get("billing_currency")
+        if currency is not None and currency != product.currency:
+            raise serializers.ValidationError(
+                {"billing_currency": [f"The product is billed in {product.currency} only."]}
+            )
         with transaction.atomic():
+            customer = services.resolve_customer(values["customer"])
+            if values.get("require_phone_number") and not customer.phone_number:
+                raise serializers.ValidationError(
+                    {"customer.phone_number": ["Is required (require_phone_number is true)."]}
+                )
             subscription = services.create_subscription(
-                customer=services.resolve_customer(values["customer"]),
+                customer=customer,
                 product=product,
                 quantity=values["quantity"],
-                billing=values.get("billing"),
+                billing=values["billing"],
                 metadata=values.get("metadata"),
+                trial_period_days=values.get("trial_period_days"),
+                customer_business_name=values.get("customer_business_name"),
                 now=timezone.now(),
             )
         return Response(
             {
                 "subscription_id": subscription.subscription_id,
-                "payment_id": None,
+                "payment_id": NO_PAYMENT_ID,
                 "customer": customer_details(subscription.customer),
                 "metadata": subscription.metadata,
                 "recurring_pre_tax_amount": product.fixed_price_minor,
                 "addons": [],
                 "payment_method_required": False,
+                "discount_ids": [],
+                "trial_amount": None,  # a trial here is free
             }
         )
 
 
-class SubscriptionUpdateSerializer(serializers.Serializer):
+class SubscriptionUpdateSerializer(StrictSerializer):
     cancel_at_next_billing_date = serializers.BooleanField(required=False, allow_null=True)
     status = serializers.CharField(required=False, allow_null=True)
     metadata = MetadataField(required=False, allow_null=True)
+    billing = serializers.JSONField(required=False, allow_null=True, encoder=ExactJSONEncoder)
+    customer_name = serializers.CharField(max_length=255, required=False, allow_null=True)
+    customer_business_name = serializers.CharField(max_length=255, required=False, allow_null=True)
+    cancel_reason = serializers.ChoiceField(
+        choices=[
+            "cancelled_by_customer",
+            "cancelled_by_merchant",
+            "cancelled_by_merchant_send_dunning",
+            "cancelled_by_merchant_grace_period_expired",
+            "dodo_team",
+        ],
+        required=False,
+        allow_null=True,
+    )
+    cancellation_comment = serializers.CharField(max_length=5000, required=False, allow_null=True)
+    cancellation_feedback = serializers.ChoiceField(
+        choices=CANCELLATION_FEEDBACK, required=False, allow_null=True
+    )
+    # Plan and schedule changes come with a later issue: only their neutral value for now.
+    next_billing_date = serializers.JSONField(required=False, allow_null=True)
+    pause = serializers.JSONField(required=False, allow_null=True)
+    credit_entitlement_cart = serializers.JSONField(required=False, allow_null=True)
+    disable_on_demand = serializers.JSONField(required=False, allow_null=True)
+    subscription_period_count = serializers.JSONField(required=False, allow_null=True)
+    subscription_period_interval = serializers.JSONField(required=False, allow_null=True)
+    tax_id = serializers.JSONField(required=False, allow_null=True)
+
+    def validate(self, attrs: dict) -> dict:
+        if "pause" in attrs:
+            # Dodo: "Removed ... This field always fails with 422", null included.
+            raise serializers.ValidationError(
+                {"pause": ["Removed from Dodo's API; pausing is not supported here."]}
+            )
+        unsupported(
+            attrs,
+            (
+                "next_billing_date",
+                "credit_entitlement_cart",
+                "subscription_period_count",
+                "subscription_period_interval",
+            ),
+            "Changing a subscription's schedule or credits is not supported yet; "
+            "send null or omit it.",
+        )
+        unsupported(
+            attrs,
+            ("disable_on_demand",),
+            "On-demand subscriptions are not supported for usage based billing.",
+            code="ON_DEMAND_USAGE_BASED_BILLING_NOT_SUPPORTED",
+        )
+        unsupported(attrs, ("tax_id",), "Tax ids are not supported by this server.")
+        for name in (
+            "next_billing_date",
+            "credit_entitlement_cart",
+            "subscription_period_count",
+            "subscription_period_interval",
+            "disable_on_demand",
+            "tax_id",
+        ):
+            attrs.pop(name, None)
+        if attrs.get("billing") is not None:
+            attrs["billing"] = validate_billing(attrs["billing"])
+        if "customer_name" in attrs and not attrs["customer_name"]:
+            attrs.pop("customer_name")  # null: keep the name (every customer has one)
+        return attrs
 
 
-class SubscriptionDetailView(APIView):
+class SubscriptionDetailView(StrictQueryMixin, APIView):
+    query_params = LOCALE
+
     def get(self, request, subscription_id: str):
         return Response(subscription_data(get_object_or_404(_subscriptions(), pk=subscription_id)))
 
@@ -365,7 +653,9 @@ class SubscriptionDetailView(APIView):
         return Response(subscription_data(_subscriptions().get(pk=subscription_id)))
 
 
-class UsageHistoryView(APIView):
+class UsageHistoryView(StrictQueryMixin, APIView):
+    query_params = ("start_date", "end_date", "meter_id", *PAGING)
+
     @extend_schema(
         parameters=[
             OpenApiParameter("start_date", str, description="Inclusive, ISO 8601."),

@@ -96,6 +96,36 @@ def usage_line(product_meter: ProductMeter, usage: Usage) -> LineDraft:
     )
 
 
+def trial_usage_line(product_meter: ProductMeter, usage: Usage) -> LineDraft:
+    """A meter in the free trial: what it consumed, all of it free, whatever its price."""
+    meter = product_meter.meter
+    consumed = usage.quantity
+    return LineDraft(
+        kind=LineKind.USAGE,
+        description=f"{meter.name} ({meter.measurement_unit}), free trial",
+        amount_minor=0,
+        meter_id=meter.id,
+        consumed_units=consumed,
+        free_threshold=product_meter.free_threshold,
+        free_units=max(consumed, Decimal(0)),
+        chargeable_units=Decimal(0),
+        unit_price=product_meter.price_per_unit,
+        credits_applied=Decimal(0),
+    )
+
+
+def trial_lines(
+    product: Product, product_meters: Iterable[ProductMeter], usage: dict[str, Usage]
+) -> list[LineDraft]:
+    """The invoice of a free trial: no fee, every meter's usage free, nothing in credits."""
+    return [
+        LineDraft(
+            kind=LineKind.FIXED_FEE, description=f"{product.name}: free trial", amount_minor=0
+        ),
+        *(trial_usage_line(pm, usage.get(pm.meter_id, Usage.zero())) for pm in product_meters),
+    ]
+
+
 def credit_line(line: CreditLine) -> LineDraft:
     """A meter billed in credits: what it consumed and the credits it took; no money."""
     meter = line.product_meter.meter
@@ -243,7 +273,8 @@ def _claim(now: datetime, limit: int, condition: Q) -> list[Subscription]:
 def _usage_for(
     items: list[tuple[Subscription, Period]], product_meters: dict[str, list[ProductMeter]]
 ) -> dict[tuple[str, str], Usage]:
-    """{(subscription id, meter id): usage in the given period} for meters priced in money.
+    """{(subscription id, meter id): usage in the given period} for meters priced in money
+    (and, in a free trial, for every meter: credits are not deducted there).
 
     One query per meter and period window, whatever the number of subscriptions: subscriptions
     closing the same window are read together with `usage_by_customer`.
@@ -251,8 +282,9 @@ def _usage_for(
     windows: dict[tuple[str, datetime, datetime], list[Subscription]] = {}
     meters = {}
     for subscription, period in items:
+        in_trial = subscription.is_trial(period.index)
         for product_meter in product_meters[subscription.product_id]:
-            if product_meter.credit_entitlement_id is None:
+            if product_meter.credit_entitlement_id is None or in_trial:
                 meters[product_meter.meter_id] = product_meter.meter
                 key = (product_meter.meter_id, period.start, period.end)
                 windows.setdefault(key, []).append(subscription)
@@ -311,6 +343,12 @@ def period_lines(
     all_lines = []
     for subscription, period in items:
         meters = catalogue.product_meters[subscription.product_id]
+        if subscription.is_trial(period.index):
+            measured = {
+                pm.meter_id: usage[subscription.subscription_id, pm.meter_id] for pm in meters
+            }
+            all_lines.append(trial_lines(subscription.product, meters, measured))
+            continue
         credit_lines: list[CreditLine] = []
         overage_charges: list[OverageCharge] = []
         if catalogue.uses_credits(subscription):

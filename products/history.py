@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from billing_site.periods import Period
 from meters.usage import meter_usage
-from products.billing import usage_line
+from products.billing import trial_usage_line, usage_line
 from products.models import (
     InvoiceKind,
     InvoiceLine,
@@ -94,6 +94,12 @@ def usage_history(
     return history
 
 
+def _zero_if_none(value: Decimal | None) -> Decimal:
+    """Dodo's usage history types every quantity and the unit price as a string: a meter billed
+    in credits has no money price, which it shows as 0."""
+    return Decimal(0) if value is None else value
+
+
 def _entry_from_line(line: InvoiceLine) -> MeterUsageEntry:
     meter = line.meter
     assert meter is not None  # usage lines always name their meter
@@ -101,10 +107,10 @@ def _entry_from_line(line: InvoiceLine) -> MeterUsageEntry:
         meter_id=meter.id,
         name=meter.name,
         measurement_unit=meter.measurement_unit,
-        consumed_units=line.consumed_units,
+        consumed_units=_zero_if_none(line.consumed_units),
         free_threshold=line.free_threshold or 0,
-        chargeable_units=line.chargeable_units,
-        price_per_unit=line.unit_price,
+        chargeable_units=_zero_if_none(line.chargeable_units),
+        price_per_unit=_zero_if_none(line.unit_price),
         total_price=line.amount_minor,
     )
 
@@ -113,7 +119,10 @@ def _live_entries(subscription: Subscription, period: Period) -> list[MeterUsage
     entries = []
     for product_meter in subscription.product.product_meters.select_related("meter"):
         usage = meter_usage(product_meter.meter, subscription.customer_id, period.start, period.end)
-        line = usage_line(product_meter, usage)
+        if subscription.is_trial(period.index):
+            line = trial_usage_line(product_meter, usage)
+        else:
+            line = usage_line(product_meter, usage)
         entries.append(
             MeterUsageEntry(
                 meter_id=product_meter.meter_id,
@@ -122,7 +131,7 @@ def _live_entries(subscription: Subscription, period: Period) -> list[MeterUsage
                 consumed_units=line.consumed_units,
                 free_threshold=product_meter.free_threshold,
                 chargeable_units=line.chargeable_units,
-                price_per_unit=line.unit_price,
+                price_per_unit=_zero_if_none(line.unit_price),
                 total_price=line.amount_minor,
             )
         )

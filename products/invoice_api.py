@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from billing_site.api.fields import filter_exact
 from billing_site.api.pagination import paged_response
+from billing_site.api.strict import PAGING, StrictQueryMixin, refuse_unknown
 from billing_site.errors import InvalidInput
 from products import billing, invoices
 from products.models import Invoice, InvoiceStatus
@@ -38,15 +39,13 @@ def _body(request, allowed: set[str]) -> dict:
     data = request.data if request.data else {}
     if not isinstance(data, dict):
         raise InvalidInput.from_errors([{"field": "body", "message": "Must be a JSON object."}])
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise InvalidInput.from_errors(
-            [{"field": name, "message": "Is not a field of this request."} for name in unknown]
-        )
+    refuse_unknown(data, allowed)  # the one helper every endpoint uses
     return data
 
 
-class InvoiceListView(APIView):
+class InvoiceListView(StrictQueryMixin, APIView):
+    query_params = ("customer_id", "subscription_id", "status", *PAGING)
+
     @extend_schema(
         description=EXTENSION,
         parameters=[
@@ -61,7 +60,7 @@ class InvoiceListView(APIView):
         return paged_response(request, found, render)
 
 
-class InvoiceDetailView(APIView):
+class InvoiceDetailView(StrictQueryMixin, APIView):
     @extend_schema(description=EXTENSION)
     def get(self, request, invoice_id: str):
         return Response(render(get_object_or_404(_invoices(), pk=invoice_id)))
@@ -71,14 +70,14 @@ def _answer(invoice: Invoice) -> Response:
     return Response(render(_invoices().get(pk=invoice.pk)))
 
 
-class InvoiceFinalizeView(APIView):
+class InvoiceFinalizeView(StrictQueryMixin, APIView):
     @extend_schema(request=None, description=f"Finalize a draft now. {EXTENSION}")
     def post(self, request, invoice_id: str):
         _body(request, set())
         return _answer(invoices.finalize(invoice_id, now=timezone.now()))
 
 
-class InvoiceMarkPaidView(APIView):
+class InvoiceMarkPaidView(StrictQueryMixin, APIView):
     @extend_schema(
         request=inline_serializer(
             "InvoiceMarkPaid",
@@ -94,7 +93,7 @@ class InvoiceMarkPaidView(APIView):
         return _answer(invoice)
 
 
-class InvoiceVoidView(APIView):
+class InvoiceVoidView(StrictQueryMixin, APIView):
     @extend_schema(
         request=inline_serializer("InvoiceVoid", {"reason": serializers.CharField(max_length=500)}),
         description=f"Void an issued invoice (a paid one takes a credit note). {EXTENSION}",
@@ -104,14 +103,14 @@ class InvoiceVoidView(APIView):
         return _answer(invoices.void(invoice_id, reason=data.get("reason"), now=timezone.now()))
 
 
-class InvoiceReissueView(APIView):
+class InvoiceReissueView(StrictQueryMixin, APIView):
     @extend_schema(request=None, description=f"Replace a void invoice. {EXTENSION}")
     def post(self, request, invoice_id: str):
         _body(request, set())
         return _answer(invoices.reissue(invoice_id, now=timezone.now()))
 
 
-class InvoiceCreditNoteView(APIView):
+class InvoiceCreditNoteView(StrictQueryMixin, APIView):
     @extend_schema(
         request=inline_serializer(
             "InvoiceCreditNote",
@@ -140,7 +139,7 @@ class InvoiceCreditNoteView(APIView):
         return _answer(note)
 
 
-class UpcomingInvoiceView(APIView):
+class UpcomingInvoiceView(StrictQueryMixin, APIView):
     @extend_schema(description=f"The invoice the open period would close with now. {EXTENSION}")
     def get(self, request, subscription_id: str):
         subscription, lines = invoices.upcoming(subscription_id, now=timezone.now())

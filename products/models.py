@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.db import models
 from django.utils import timezone
 
@@ -23,6 +25,7 @@ class Customer(models.Model):
     email = models.CharField(max_length=254, db_index=True)
     name = models.CharField(max_length=255)
     phone_number = models.CharField(max_length=32, null=True, blank=True)
+    preferred_locale = models.CharField(max_length=35, null=True, blank=True)
     metadata = models.JSONField(
         default=dict, blank=True, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder
     )
@@ -125,6 +128,9 @@ class Subscription(models.Model):
     `period_index` is the current (open) period; everything before its start has an invoice.
     Those invoices are drafts during their grace period and final after it: `finalized_until`
     is the line before which late events are refused (null while nothing is final).
+
+    With `trial_period_days` N > 0, period 0 is the free trial [anchor, anchor + N days) and the
+    paid periods are counted from its end: period k >= 1 is interval number k - 1 from there.
     """
 
     subscription_id = models.CharField(
@@ -143,8 +149,13 @@ class Subscription(models.Model):
     current_period_start = models.DateTimeField()
     current_period_end = models.DateTimeField()
     finalized_until = models.DateTimeField(null=True, blank=True, editable=False)
+    trial_period_days = models.PositiveIntegerField(default=0)
     cancel_at_next_billing_date = models.BooleanField(default=False)
     cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.CharField(max_length=64, null=True, blank=True)
+    cancellation_comment = models.TextField(null=True, blank=True)
+    cancellation_feedback = models.CharField(max_length=32, null=True, blank=True)
+    customer_business_name = models.CharField(max_length=255, null=True, blank=True)
     billing = models.JSONField(
         default=dict, blank=True, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder
     )
@@ -176,9 +187,25 @@ class Subscription(models.Model):
     def interval(self) -> BillingInterval:
         return BillingInterval(self.interval_unit, self.interval_count)
 
+    @property
+    def trial_end(self) -> datetime | None:
+        """The end of the free trial (the first paid period's start), None without a trial."""
+        if not self.trial_period_days:
+            return None
+        return self.anchor + timedelta(days=self.trial_period_days)
+
+    def is_trial(self, index: int) -> bool:
+        return index == 0 and self.trial_period_days > 0
+
     def period(self, index: int) -> Period:
-        start = period_start(self.anchor, self.interval, index)
-        return Period(index, start, period_start(self.anchor, self.interval, index + 1))
+        trial_end = self.trial_end
+        if trial_end is None:
+            start = period_start(self.anchor, self.interval, index)
+            return Period(index, start, period_start(self.anchor, self.interval, index + 1))
+        if index == 0:
+            return Period(0, self.anchor, trial_end)
+        start = period_start(trial_end, self.interval, index - 1)
+        return Period(index, start, period_start(trial_end, self.interval, index))
 
 
 class InvoiceStatus(models.TextChoices):

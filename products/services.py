@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from typing import cast
 
 from django.db import transaction
 
@@ -19,7 +20,8 @@ from audit import log as audit_log
 from audit.models import Action
 from billing_site.errors import DomainError, InvalidInput, NotFound
 from billing_site.money import CURRENCIES, decimal_digits
-from billing_site.periods import INTERVAL_UNITS, BillingInterval, period_start
+from billing_site.periods import INTERVAL_UNITS, BillingInterval
+from billing_site.strict import refuse, refuse_unknown
 from credits import services as credit_services
 from credits.deduction import grant_period_credits
 from meters.models import Meter
@@ -33,6 +35,31 @@ MAX_PRICE_FRACTION_DIGITS = 12
 MAX_FIXED_PRICE = 10**15
 MAX_FREE_THRESHOLD = 2**63 - 1
 MAX_PERIOD_COUNT = 2**31 - 1
+MAX_TRIAL_DAYS = 10_000  # Dodo's bound for trial_period_days
+UNSET = object()  # a PATCH field that was not sent (None is an explicit null)
+PRICE_FIELDS = (
+    "type",
+    "currency",
+    "fixed_price",
+    "payment_frequency_count",
+    "payment_frequency_interval",
+    "subscription_period_count",
+    "subscription_period_interval",
+    "tax_inclusive",
+    "meters",
+    "discount",
+    "discount_bps",
+    "purchasing_power_parity",
+)
+SHOWN_METER_FIELDS = ("name", "description", "measurement_unit")
+PRICED_METER_FIELDS = (
+    "meter_id",
+    "price_per_unit",
+    "free_threshold",
+    "credit_entitlement_id",
+    "meter_units_per_credit",
+    *SHOWN_METER_FIELDS,
+)
 AUDITED_FIELDS = (
     "name",
     "description",
@@ -110,11 +137,15 @@ def validate_meter_prices(entries: object) -> list[MeterPrice]:
         raise _fail("price.meters", "Must be a list.")
     if len(entries) > MAX_METERS_PER_PRODUCT:
         raise _fail("price.meters", f"At most {MAX_METERS_PER_PRODUCT} meters per product.")
-    prices, seen = [], set()
+    prices, seen, shown = [], set(), {}
     for index, entry in enumerate(entries):
         field = f"price.meters[{index}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("meter_id"), str):
             raise _fail(f"{field}.meter_id", "Is required.")
+        refuse_unknown(entry, PRICED_METER_FIELDS, field)
+        shown[index] = {
+            name: entry[name] for name in SHOWN_METER_FIELDS if entry.get(name) is not None
+        }
         meter_id = entry["meter_id"]
         if meter_id in seen:
             raise _fail(
@@ -160,6 +191,14 @@ def validate_meter_prices(entries: object) -> list[MeterPrice]:
                 f"Meter {meter_price.meter_id} is archived; unarchive it first.",
                 "METER_IS_DELETED",
             )
+        # Dodo: "ignored on request, shown in response" (they come from the meter). A value
+        # that differs from the meter's would be dropped, so it is refused instead.
+        for name, value in shown[index].items():
+            if value != getattr(meter, name):
+                raise _fail(
+                    f"price.meters[{index}].{name}",
+                    f"Comes from the meter ({getattr(meter, name)!r}); change it on the meter.",
+                )
     return prices
 
 
@@ -179,6 +218,16 @@ def validate_price(price: object) -> PriceSpec:
         raise _fail("price", "Must be an object.")
     if price.get("type") != "usage_based_price":
         raise _fail("price.type", "Only usage_based_price is supported.")
+    refuse_unknown(price, PRICE_FIELDS, "price")
+    # Discounts and purchasing power parity are not offered here: only their "none" is taken.
+    for name, neutral in (("discount", 0), ("discount_bps", 0), ("purchasing_power_parity", False)):
+        value = price.get(name)
+        if value is not None and (value != neutral or type(value) is not type(neutral)):
+            raise _fail(
+                f"price.{name}",
+                f"Not supported; send {str(neutral).lower()} or omit it.",
+                "UNSUPPORTED_FIELD",
+            )
     currency = price.get("currency")
     if currency not in CURRENCIES:
         raise _fail("price.currency", "Must be an ISO 4217 currency code such as USD.")
@@ -212,13 +261,15 @@ def validate_price(price: object) -> PriceSpec:
             "price.subscription_period_interval", f"Must be one of {', '.join(INTERVAL_UNITS)}."
         )
     tax_inclusive = price.get("tax_inclusive")
+    if tax_inclusive is not None and not isinstance(tax_inclusive, bool):
+        raise _fail("price.tax_inclusive", "Must be true, false or null.")
     return PriceSpec(
         currency=currency,
         fixed_price_minor=fixed,
         interval=BillingInterval(unit, count),
         subscription_period_count=period_count,
         subscription_period_interval=period_interval,
-        tax_inclusive=tax_inclusive if isinstance(tax_inclusive, bool) else None,
+        tax_inclusive=tax_inclusive,
         meters=validate_meter_prices(price.get("meters")),
     )
 
@@ -370,11 +421,13 @@ def resolve_customer(data: object) -> Customer:
     """`{customer_id}` attaches an existing customer; `{email, name}` finds or creates one."""
     if not isinstance(data, dict):
         raise _fail("customer", "Must be {customer_id} or {email, name}.")
-    if data.get("customer_id"):
+    if "customer_id" in data:
+        refuse_unknown(data, ("customer_id",), "customer")
         customer = Customer.objects.filter(customer_id=data["customer_id"]).first()
         if customer is None:
             raise NotFound(f"No customer {data['customer_id']}.")
         return customer
+    refuse_unknown(data, ("email", "name", "phone_number"), "customer")
     email = data.get("email")
     if not isinstance(email, str) or "@" not in email:
         raise _fail("customer.email", "Is required when no customer_id is given.")
@@ -393,6 +446,16 @@ def resolve_customer(data: object) -> Customer:
     return customer
 
 
+def _check_trial(days: object) -> int:
+    if days is None:
+        return 0
+    if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= MAX_TRIAL_DAYS:
+        raise _fail(
+            "trial_period_days", f"Must be a whole number of days from 0 to {MAX_TRIAL_DAYS}."
+        )
+    return days
+
+
 def create_subscription(
     *,
     customer: Customer,
@@ -401,36 +464,44 @@ def create_subscription(
     quantity: int = 1,
     billing: dict | None = None,
     metadata: dict | None = None,
+    trial_period_days: int | None = None,
+    customer_business_name: str | None = None,
 ) -> Subscription:
-    """Start a subscription now; its first period is [now, now + interval)."""
+    """Start a subscription now. Its first period is [now, now + interval), or with a trial of
+    N days the free trial [now, now + N days), after which the paid periods are counted."""
     if quantity != 1:
         raise _fail(
             "quantity", "Only 1 quantity allowed in usage based price products.", "INVALID_QUANTITY"
         )
     if product.archived_at is not None:
         raise _fail("product_id", "The product is archived.")
-    interval = product.interval
+    trial_days = _check_trial(trial_period_days)
     with transaction.atomic():
-        return _start_subscription(customer, product, interval, quantity, billing, metadata, now)
+        subscription = Subscription(
+            customer=customer,
+            product=product,
+            quantity=quantity,
+            anchor=now,
+            interval_unit=product.interval.unit,
+            interval_count=product.interval.count,
+            trial_period_days=trial_days,
+            period_index=0,
+            billing=billing or {},
+            metadata=metadata or {},
+            customer_business_name=customer_business_name,
+            created_at=now,
+        )
+        first = subscription.period(0)
+        subscription.current_period_start = first.start
+        subscription.current_period_end = first.end
+        subscription.save(force_insert=True)
+        if not subscription.is_trial(0):
+            # A trial grants nothing: the first grant comes with the first paid period.
+            grant_period_credits(subscription, first, now=now)
+        return subscription
 
 
-def _start_subscription(customer, product, interval, quantity, billing, metadata, now):
-    subscription = Subscription.objects.create(
-        customer=customer,
-        product=product,
-        quantity=quantity,
-        anchor=now,
-        interval_unit=interval.unit,
-        interval_count=interval.count,
-        period_index=0,
-        current_period_start=now,
-        current_period_end=period_start(now, interval, 1),
-        billing=billing or {},
-        metadata=metadata or {},
-        created_at=now,
-    )
-    grant_period_credits(subscription, subscription.period(0), now=now)
-    return subscription
+CANCELLATION_FIELDS = ("cancel_reason", "cancellation_comment", "cancellation_feedback")
 
 
 def update_subscription(
@@ -439,15 +510,65 @@ def update_subscription(
     cancel_at_next_billing_date: bool | None = None,
     metadata: dict | None = None,
     status: str | None = None,
+    billing: dict | None = None,
+    customer_name: str | None = None,
+    customer_business_name: object = UNSET,
+    cancel_reason: object = UNSET,
+    cancellation_comment: object = UNSET,
+    cancellation_feedback: object = UNSET,
 ) -> Subscription:
+    """Apply a PATCH. `null` on `customer_business_name` or a cancellation field clears it;
+    the cancellation fields are taken only with a scheduled cancellation (this request's
+    `cancel_at_next_billing_date: true`, or an earlier one)."""
     if status is not None and status != subscription.status:
-        raise UnsupportedAction(
+        message = (
             "Changing status directly is not supported; set cancel_at_next_billing_date to end "
             "the subscription when its current period is invoiced."
         )
+        raise UnsupportedAction(message, errors=[{"field": "status", "message": message}])
+    cancelling = (
+        cancel_at_next_billing_date
+        if cancel_at_next_billing_date is not None
+        else subscription.cancel_at_next_billing_date
+    )
+    given = {
+        "cancel_reason": cancel_reason,
+        "cancellation_comment": cancellation_comment,
+        "cancellation_feedback": cancellation_feedback,
+    }
+    if not cancelling:
+        refuse(
+            [
+                {
+                    "field": name,
+                    "message": "Only valid when cancelling or scheduling cancellation "
+                    "(cancel_at_next_billing_date: true).",
+                }
+                for name, value in given.items()
+                if value is not UNSET and value is not None
+            ]
+        )
+    fields = ["cancel_at_next_billing_date", "metadata"]
     if cancel_at_next_billing_date is not None:
         subscription.cancel_at_next_billing_date = cancel_at_next_billing_date
+        if not cancel_at_next_billing_date:  # cancellation withdrawn: its reasons go with it
+            for name in CANCELLATION_FIELDS:
+                setattr(subscription, name, None)
+            fields += CANCELLATION_FIELDS
+    for name, value in given.items():
+        if value is not UNSET and cancelling:
+            setattr(subscription, name, value)
+            fields.append(name)
+    if customer_business_name is not UNSET:
+        subscription.customer_business_name = cast(str | None, customer_business_name)
+        fields.append("customer_business_name")
     if metadata is not None:
         subscription.metadata = metadata
-    subscription.save(update_fields=["cancel_at_next_billing_date", "metadata"])
+    if billing is not None:
+        subscription.billing = billing
+        fields.append("billing")
+    with transaction.atomic():
+        subscription.save(update_fields=sorted(set(fields)))
+        if customer_name is not None:
+            Customer.objects.filter(pk=subscription.customer_id).update(name=customer_name)
     return subscription

@@ -9,7 +9,12 @@ from __future__ import annotations
 from django.db.models import prefetch_related_objects
 
 from products.models import Invoice, Subscription
-from products.wire import invoice_data, subscription_data
+from products.wire import (
+    SUBSCRIPTION_PREFETCH,
+    SUBSCRIPTION_RELATED,
+    invoice_data,
+    subscription_data,
+)
 from webhooks.emit import emit, subscribed_endpoint_ids
 from webhooks.models import EventType
 
@@ -55,7 +60,7 @@ def subscriptions_renewed(subscriptions: list[Subscription]) -> None:
     Dodo's webhook-only `past_due_ends_at` and `payment_id` (null: no payments here).
 
     Call it inside the transaction that advanced them. A constant number of queries however many
-    subscriptions: one when nobody listens, at most eight otherwise.
+    subscriptions: one when nobody listens, at most nine otherwise.
     """
     if not subscriptions:
         return
@@ -64,8 +69,8 @@ def subscriptions_renewed(subscriptions: list[Subscription]) -> None:
         return
     ids = [subscription.pk for subscription in subscriptions]
     # The relations subscription_data reads, fetched in a fixed number of queries.
-    fresh = Subscription.objects.select_related("customer", "product").prefetch_related(
-        "product__product_meters__meter", "product__credit_entitlements__credit_entitlement"
+    fresh = Subscription.objects.select_related(*SUBSCRIPTION_RELATED).prefetch_related(
+        *SUBSCRIPTION_PREFETCH
     )
     by_id = fresh.in_bulk(ids)
     emit(

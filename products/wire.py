@@ -16,6 +16,15 @@ from billing_site.periods import Period
 from billing_site.wire import decimal_text, timestamp_text
 from products.models import Customer, Invoice, Product, ProductMeter, Subscription
 
+# What subscription_data reads, for select_related / prefetch_related: a page of subscriptions
+# (or a batch of webhooks) renders in a fixed number of queries, balances included.
+SUBSCRIPTION_RELATED = ("customer", "product")
+SUBSCRIPTION_PREFETCH = (
+    "product__product_meters__meter",
+    "product__credit_entitlements__credit_entitlement",
+    "customer__credit_balances",
+)
+
 
 def product_price(product: Product) -> dict:
     return {
@@ -52,7 +61,15 @@ def _priced_meter(pm: ProductMeter) -> dict:
     }
 
 
+def _setting(link, name: str):
+    """A product's override of an entitlement setting, else the entitlement's own."""
+    value = getattr(link, name)
+    return getattr(link.credit_entitlement, name) if value is None else value
+
+
 def credit_links(product: Product) -> list[dict]:
+    """Dodo's CreditEntitlementMappingResponse: the settings in force for this product (its
+    overrides, else the entitlement's own)."""
     return [
         {
             "id": str(link.pk),
@@ -60,20 +77,20 @@ def credit_links(product: Product) -> list[dict]:
             "credit_entitlement_name": link.credit_entitlement.name,
             "credit_entitlement_unit": link.credit_entitlement.unit,
             "credits_amount": decimal_text(link.credits_amount),
-            "overage_enabled": bool(
-                link.overage_enabled
-                if link.overage_enabled is not None
-                else link.credit_entitlement.overage_enabled
-            ),
-            "overage_behavior": link.overage_behavior or link.credit_entitlement.overage_behavior,
-            "overage_limit": decimal_text(link.overage_limit),
-            "rollover_enabled": bool(
-                link.rollover_enabled
-                if link.rollover_enabled is not None
-                else link.credit_entitlement.rollover_enabled
-            ),
-            "expires_after_days": link.expires_after_days,
+            "currency": _setting(link, "currency"),
+            "price_per_unit": decimal_text(_setting(link, "price_per_unit")),
+            "overage_enabled": bool(_setting(link, "overage_enabled")),
+            "overage_behavior": _setting(link, "overage_behavior"),
+            "overage_limit": decimal_text(_setting(link, "overage_limit")),
+            "rollover_enabled": bool(_setting(link, "rollover_enabled")),
+            "rollover_percentage": _setting(link, "rollover_percentage"),
+            "rollover_timeframe_count": _setting(link, "rollover_timeframe_count"),
+            "rollover_timeframe_interval": _setting(link, "rollover_timeframe_interval"),
+            "max_rollover_count": _setting(link, "max_rollover_count"),
+            "expires_after_days": _setting(link, "expires_after_days"),
+            "low_balance_threshold_percent": link.low_balance_threshold_percent,
             "proration_behavior": "no_prorate",
+            "trial_credits": None,
             "trial_credits_expire_after_trial": False,
         }
         for link in product.credit_entitlements.all()
@@ -117,7 +134,42 @@ def customer_details(customer: Customer) -> dict:
     }
 
 
+def credit_cart(subscription: Subscription) -> list[dict]:
+    """Dodo's CreditEntitlementCartResponse: each entitlement the product grants, with the
+    settings in force and the customer's live balance and overage (0 before any grant)."""
+    product = subscription.product
+    balances = {b.credit_entitlement_id: b for b in subscription.customer.credit_balances.all()}
+    cart = []
+    for link in product.credit_entitlements.all():
+        entitlement = link.credit_entitlement
+        balance = balances.get(link.credit_entitlement_id)
+        cart.append(
+            {
+                "credit_entitlement_id": link.credit_entitlement_id,
+                "credit_entitlement_name": entitlement.name,
+                "unit": entitlement.unit,
+                "product_id": product.product_id,
+                "credits_amount": decimal_text(link.credits_amount),
+                "remaining_balance": decimal_text(balance.balance) if balance else "0",
+                "overage_balance": decimal_text(balance.overage) if balance else "0",
+                "overage_enabled": bool(_setting(link, "overage_enabled")),
+                "overage_behavior": _setting(link, "overage_behavior"),
+                "overage_limit": decimal_text(_setting(link, "overage_limit")),
+                "rollover_enabled": bool(_setting(link, "rollover_enabled")),
+                "rollover_percentage": _setting(link, "rollover_percentage"),
+                "rollover_timeframe_count": _setting(link, "rollover_timeframe_count"),
+                "rollover_timeframe_interval": _setting(link, "rollover_timeframe_interval"),
+                "max_rollover_count": _setting(link, "max_rollover_count"),
+                "expires_after_days": _setting(link, "expires_after_days"),
+                "low_balance_threshold_percent": link.low_balance_threshold_percent,
+            }
+        )
+    return cart
+
+
 def subscription_data(subscription: Subscription) -> dict:
+    """GET /api/subscriptions/{id} (and each list item: Dodo's list type needs `discounts`).
+    Load it with SUBSCRIPTION_RELATED and SUBSCRIPTION_PREFETCH."""
     product = subscription.product
     return {
         "subscription_id": subscription.subscription_id,
@@ -140,11 +192,17 @@ def subscription_data(subscription: Subscription) -> dict:
         "created_at": timestamp_text(subscription.created_at),
         "billing": subscription.billing,
         "metadata": subscription.metadata,
+        "customer_business_name": subscription.customer_business_name,
+        "cancellation_comment": subscription.cancellation_comment,
+        "cancellation_feedback": subscription.cancellation_feedback,
+        "cancel_reason": subscription.cancel_reason,  # not on Dodo's object: an extension
+        "discounts": [],
+        "tax_id": None,
         "meters": [
             {**_priced_meter(pm), "currency": product.currency}
             for pm in product.product_meters.all()
         ],
-        "credit_entitlement_cart": credit_links(product),
+        "credit_entitlement_cart": credit_cart(subscription),
         "meter_credit_entitlement_cart": [
             {
                 "credit_entitlement_id": pm.credit_entitlement_id,
@@ -160,7 +218,7 @@ def subscription_data(subscription: Subscription) -> dict:
         "on_demand": False,
         "has_payment_method": False,
         "tax_inclusive": bool(product.tax_inclusive),
-        "trial_period_days": 0,
+        "trial_period_days": subscription.trial_period_days,
     }
 
 

@@ -127,7 +127,7 @@ BAD_BODIES = {
     ),
     "timestamp not a date": (
         {"events": [_bad_event(timestamp="yesterday")]},
-        422,
+        400,  # Dodo: 400 for invalid timestamps and repeated event ids, 422 for schema errors
         "INVALID_REQUEST_BODY",
         "events[0].timestamp",
     ),
@@ -191,9 +191,21 @@ BAD_BODIES = {
         "INVALID_REQUEST_BODY",
         "events[0].metadata.v",
     ),
+    "unknown event field": (
+        {"events": [_bad_event(quantity=3)]},
+        422,
+        "INVALID_REQUEST_BODY",
+        "events[0].quantity",
+    ),
+    "unknown top-level field": (
+        {"events": [event("e", "c", "n")], "batch": "b1"},
+        422,
+        "INVALID_REQUEST_BODY",
+        "batch",
+    ),
     "duplicate id in one request": (
         {"events": [_bad_event(event_id="same"), _bad_event(event_id="same")]},
-        422,
+        400,
         "INVALID_REQUEST_BODY",
         "events[1].event_id",
     ),
@@ -233,7 +245,7 @@ def test_timestamp_more_than_five_minutes_ahead_is_refused(api):
     ahead = datetime.now(UTC) + timedelta(minutes=10)
     nearly = datetime.now(UTC) + timedelta(minutes=4)
     refused = post(api, {"events": [event("f1", "c", "n", timestamp=ahead)]})
-    assert refused.status_code == 422
+    assert refused.status_code == 400
     assert refused.json()["errors"][0]["code"] == "TIMESTAMP_IN_FUTURE"
     assert post(api, {"events": [event("f2", "c", "n", timestamp=nearly)]}).status_code == 200
     assert list(Event.objects.values_list("event_id", flat=True)) == ["f2"]
@@ -244,7 +256,7 @@ def test_late_events_within_the_window_are_accepted_and_older_refused(api):
     late = post(api, {"events": [event("l1", "c", "n", timestamp=now - timedelta(days=34))]})
     assert late.status_code == 200
     too_old = post(api, {"events": [event("l2", "c", "n", timestamp=now - timedelta(days=36))]})
-    assert too_old.status_code == 422
+    assert too_old.status_code == 400
     assert too_old.json()["errors"][0]["code"] == "TIMESTAMP_TOO_OLD"
     assert list(Event.objects.values_list("event_id", flat=True)) == ["l1"]
 

@@ -270,6 +270,7 @@ def test_an_entitlement_patch_that_is_not_an_object_is_refused(api, catalogue, b
 )
 def test_a_customer_made_with_a_subscription_must_fit_its_columns(api, catalogue, customer, field):
     body = {"customer": customer, "product_id": catalogue["product"], "quantity": 1}
+    body["billing"] = {"country": "US"}  # required, as in Dodo's SDK
     before = counts()
     assert_refused(send(api, "POST", "/api/subscriptions", body), 422, field)
     assert counts() == before

@@ -85,6 +85,7 @@ def seed(base: str, headers: dict) -> dict[str, str]:
             "customer": {"customer_id": customer["customer_id"]},
             "product_id": product["product_id"],
             "quantity": 1,
+            "billing": {"country": "US"},
         },
     )
     post(

@@ -151,12 +151,14 @@ def test_patch_replaces_the_price_and_delete_archives(api, meter):
     assert list(ProductMeter.objects.values_list("meter_id", flat=True)) == [other.id]
     assert Product.objects.get().name == "Plan B"
 
-    assert api.delete(f"/api/products/{product_id}").status_code == 204
+    assert api.delete(f"/api/products/{product_id}").status_code == 200  # Dodo: 200, no body
+    gone = api.delete(f"/api/products/{product_id}")
+    assert (gone.status_code, gone.json()["code"]) == (410, "GONE")  # Dodo: "Product is deleted"
     assert api.get("/api/products").json()["items"] == []
     listed = api.get("/api/products?archived=true").json()["items"]
     assert [p["product_id"] for p in listed] == [product_id]
     assert listed[0]["price_detail"]["meters"][0]["meter_id"] == other.id
-    assert api.post(f"/api/products/{product_id}/unarchive").status_code == 204
+    assert api.post(f"/api/products/{product_id}/unarchive").status_code == 200
     assert len(api.get("/api/products").json()["items"]) == 1
 
 

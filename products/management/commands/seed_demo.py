@@ -211,7 +211,11 @@ class Command(BaseCommand):
             )
             subscriptions.append(
                 services.create_subscription(
-                    customer=customer, product=product, now=start, metadata={"demo": True}
+                    customer=customer,
+                    product=product,
+                    now=start,
+                    metadata={"demo": True},
+                    billing={"country": "US"},  # Dodo's subscriptions always have an address
                 )
             )
         return subscriptions
