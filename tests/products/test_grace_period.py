@@ -130,8 +130,9 @@ def test_events_racing_the_finalization_are_on_the_final_invoice_or_refused(grac
     sending = threading.Event()
 
     def ingest_in_batches():
+        # Batches keep coming until one is refused: the finalization happens while they come.
         try:
-            for n in range(40):
+            for n in range(2000):
                 batch = [
                     event(
                         f"race-{n}-{i}",
@@ -146,9 +147,11 @@ def test_events_racing_the_finalization_are_on_the_final_invoice_or_refused(grac
                     accepted.extend(e["event_id"] for e in batch)
                 except InvalidEvents:
                     refused.extend(e["event_id"] for e in batch)
+                    break
                 if n == 3:
                     sending.set()
         finally:
+            sending.set()
             connection.close()
 
     sender = threading.Thread(target=ingest_in_batches)
@@ -161,8 +164,7 @@ def test_events_racing_the_finalization_are_on_the_final_invoice_or_refused(grac
     consumed = invoice.lines.get(kind="usage").consumed_units
     # Every acknowledged event is on the final invoice, once; every other one was refused.
     assert consumed == 5 + len(accepted)
-    assert len(accepted) + len(refused) == 400
-    assert refused, "the finalization happened while batches were still coming"
+    assert len(accepted) >= 40 and len(refused) == 10
 
 
 @pytest.mark.django_db(transaction=True)
