@@ -25,6 +25,7 @@ from meters.usage import Usage, event_value_sql, matching_events_sql, usage_by_c
 from meters.usage import usage_series as usage_series_query
 from products.billing import usage_charge
 from products.models import Customer, ProductMeter, Subscription
+from products.pricing import MeterPricing
 
 RANGE_PRESETS: dict[str, timedelta] = {
     "24h": timedelta(hours=24),
@@ -146,7 +147,10 @@ def customer_usage(meter: Meter, start: datetime, end: datetime) -> list[Custome
         for product_id in sorted(subscribed.get(customer_id, ())):
             attachment = attachments[product_id]
             free_units, chargeable, amount = usage_charge(
-                quantity, attachment.free_threshold, unit_price(attachment)
+                quantity,
+                attachment.free_threshold,
+                unit_price(attachment),
+                MeterPricing.of(attachment),  # tiers, packages, limits: as the invoice line
             )
             charges.append(
                 Charge(

@@ -46,6 +46,8 @@ from products.models import (
     Subscription,
     SubscriptionStatus,
 )
+from products.pricing import MAXIMUM, MINIMUM, Charge, MeterPricing
+from products.pricing import charge as pricing_charge
 
 logger = logging.getLogger(__name__)
 
@@ -62,29 +64,67 @@ class LineDraft:
     chargeable_units: Decimal | None = None
     unit_price: Decimal | None = None
     credits_applied: Decimal | None = None
+    # Extensions (products/pricing.py): None on a line priced by Dodo's price_per_unit alone.
+    tiers: list[dict] | None = None
+    packages: Decimal | None = None
+    limit_applied: str | None = None
 
 
 def usage_charge(
-    consumed: Decimal, free_threshold: int, price_per_unit: Decimal
+    consumed: Decimal,
+    free_threshold: int,
+    price_per_unit: Decimal,
+    pricing: MeterPricing | None = None,
 ) -> tuple[Decimal, Decimal, int]:
     """(free units used, chargeable units, amount in minor units) for one meter in one cycle.
 
-    chargeable = max(consumed - free, 0); amount = chargeable x price, rounded half-up once.
+    chargeable = max(consumed - free, 0); amount = chargeable x price, rounded half-up once;
+    with `pricing` (tiers, packages, limits) products.pricing.charge prices the chargeable units.
     """
     free_used = min(max(consumed, Decimal(0)), Decimal(free_threshold))
     chargeable = max(consumed - free_threshold, Decimal(0))
+    if pricing is not None and not pricing.is_plain:
+        return free_used, chargeable, pricing_charge(pricing, chargeable).amount_minor
     return free_used, chargeable, round_minor(chargeable * price_per_unit)
+
+
+def _pricing_note(pricing: MeterPricing, charge: Charge) -> str:
+    """What the description adds for an extended price (nothing for Dodo's own)."""
+    notes = []
+    if pricing.tiers:
+        notes.append(f"{pricing.tier_mode} tiers")
+    if charge.packages is not None:
+        notes.append(f"{charge.packages} packages of {pricing.package_size}")
+    if charge.limit_applied == MAXIMUM:
+        notes.append(f"capped at maximum_amount {charge.amount_minor} (was {charge.rounded})")
+    elif charge.limit_applied == MINIMUM:
+        notes.append(f"raised to minimum_amount {charge.amount_minor} (was {charge.rounded})")
+    return "".join(f"; {note}" for note in notes)
 
 
 def usage_line(product_meter: ProductMeter, usage: Usage) -> LineDraft:
     meter = product_meter.meter
     price = product_meter.price_per_unit or Decimal(0)
+    pricing = MeterPricing.of(product_meter)
     free_used, chargeable, amount = usage_charge(
         usage.quantity, product_meter.free_threshold, price
     )
+    description = f"{meter.name} ({meter.measurement_unit})"
+    extensions: dict = {}
+    if not pricing.is_plain:
+        charge = pricing_charge(pricing, chargeable)
+        amount = charge.amount_minor
+        description += _pricing_note(pricing, charge)
+        extensions = {
+            "tiers": [t.wire() for t in charge.tiers] if pricing.tiers else None,
+            "packages": charge.packages,
+            "limit_applied": charge.limit_applied,
+        }
+        if pricing.tiers:
+            price = None  # each tier has its own; the line's tiers show them
     return LineDraft(
         kind=LineKind.USAGE,
-        description=f"{meter.name} ({meter.measurement_unit})",
+        description=description,
         amount_minor=amount,
         meter_id=meter.id,
         consumed_units=usage.quantity,
@@ -93,6 +133,7 @@ def usage_line(product_meter: ProductMeter, usage: Usage) -> LineDraft:
         chargeable_units=chargeable,
         unit_price=price,
         credits_applied=Decimal(0),
+        **extensions,
     )
 
 
@@ -630,6 +671,9 @@ def write_lines(invoice_lines: list[tuple[Invoice, list[LineDraft]]]) -> None:
             unit_price=line.unit_price,
             credits_applied=line.credits_applied,
             amount_minor=line.amount_minor,
+            tiers=line.tiers,
+            packages=line.packages,
+            limit_applied=line.limit_applied,
         )
         for invoice, lines in invoice_lines
         for position, line in enumerate(lines)

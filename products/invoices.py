@@ -189,6 +189,9 @@ def _draft_of(line: InvoiceLine) -> LineDraft:
         chargeable_units=line.chargeable_units,
         unit_price=line.unit_price,
         credits_applied=line.credits_applied,
+        tiers=line.tiers,
+        packages=line.packages,
+        limit_applied=line.limit_applied,
     )
 
 

@@ -106,6 +106,35 @@ class ProductMeter(models.Model):
         help_text="Bill this meter in credits instead of money.",
     )
     meter_units_per_credit = NumericField(null=True, blank=True)
+    # Extensions of Dodo's price (products/pricing.py); all empty for Dodo's own price.
+    tiers = models.JSONField(
+        null=True,
+        blank=True,
+        encoder=ExactJSONEncoder,
+        decoder=ExactJSONDecoder,
+        help_text='[{"up_to": "1000" or null, "unit_price": "0.1", "flat_fee": 0}, ...]',
+    )
+    tier_mode = models.CharField(
+        max_length=9,
+        null=True,
+        blank=True,
+        choices=[("graduated", "graduated"), ("volume", "volume")],
+    )
+    package_size = NumericField(
+        null=True, blank=True, help_text="price_per_unit is the price of this many units."
+    )
+    package_rounding = models.CharField(
+        max_length=4,
+        null=True,
+        blank=True,
+        choices=[("up", "per started package"), ("down", "per completed package")],
+    )
+    minimum_amount = models.BigIntegerField(
+        null=True, blank=True, help_text="The line's least amount, in minor units."
+    )
+    maximum_amount = models.BigIntegerField(
+        null=True, blank=True, help_text="The line's greatest amount, in minor units."
+    )
 
     class Meta:
         ordering = ["product", "position"]
@@ -321,6 +350,18 @@ class InvoiceLine(models.Model):
     unit_price = NumericField(null=True, blank=True, help_text="Minor units per unit.")
     credits_applied = NumericField(null=True, blank=True)
     amount_minor = models.BigIntegerField()
+    # Extensions: how a tiered, packaged or limited price made the amount (products/pricing.py).
+    tiers = models.JSONField(
+        null=True,
+        blank=True,
+        encoder=ExactJSONEncoder,
+        decoder=ExactJSONDecoder,
+        help_text="Units and exact amount of each tier reached.",
+    )
+    packages = NumericField(null=True, blank=True, help_text="Packages billed.")
+    limit_applied = models.CharField(
+        max_length=14, null=True, blank=True, help_text="maximum_amount or minimum_amount."
+    )
 
     class Meta:
         ordering = ["invoice", "position"]

@@ -21,11 +21,12 @@ from audit.models import Action
 from billing_site.errors import DomainError, InvalidInput, NotFound
 from billing_site.money import CURRENCIES, decimal_digits
 from billing_site.periods import INTERVAL_UNITS, BillingInterval
-from billing_site.strict import refuse, refuse_unknown
+from billing_site.strict import refuse, refuse_unknown, unsupported
 from credits import services as credit_services
 from credits.deduction import grant_period_credits
 from meters.models import Meter
 from products.models import Customer, Product, ProductMeter, Subscription
+from products.pricing import PACKAGE_ROUNDINGS, TIER_MODES
 
 MAX_METERS_PER_PRODUCT = 10
 MAX_PRICE_INTEGER_DIGITS = 5
@@ -60,6 +61,18 @@ PRICED_METER_FIELDS = (
     "meter_units_per_credit",
     *SHOWN_METER_FIELDS,
 )
+# Extensions of Dodo's meter price (products/pricing.py), each optional.
+PRICING_EXTENSION_FIELDS = (
+    "tiers",
+    "tier_mode",
+    "package_size",
+    "package_rounding",
+    "minimum_amount",
+    "maximum_amount",
+)
+TIER_FIELDS = ("up_to", "unit_price", "flat_fee")
+MAX_TIERS = 20
+MAX_UNITS_INTEGER_DIGITS = 19
 AUDITED_FIELDS = (
     "name",
     "description",
@@ -83,13 +96,21 @@ AUDITED_METER_FIELDS = (
 )
 
 
+def _meter_state(pm: ProductMeter) -> dict:
+    """A meter's price for the audit log; the pricing extensions only when set, so the
+    entries of a Dodo-only price read as before."""
+    state = audit_log.snapshot(pm, AUDITED_METER_FIELDS)
+    extensions = audit_log.snapshot(pm, PRICING_EXTENSION_FIELDS)
+    return {**state, **{name: value for name, value in extensions.items() if value is not None}}
+
+
 def product_state(product: Product) -> dict:
     """What the audit log keeps of a product: its fields, each meter's price and free
     threshold, and the credit entitlements it grants (read fresh, never from a prefetch)."""
     meters = ProductMeter.objects.filter(product=product).order_by("position")
     return {
         **audit_log.snapshot(product, AUDITED_FIELDS),
-        "meters": [audit_log.snapshot(pm, AUDITED_METER_FIELDS) for pm in meters],
+        "meters": [_meter_state(pm) for pm in meters],
         "credit_entitlements": credit_services.link_states(product),
     }
 
@@ -106,6 +127,12 @@ class MeterPrice:
     free_threshold: int
     credit_entitlement_id: str | None = None
     meter_units_per_credit: Decimal | None = None
+    tiers: list[dict] | None = None
+    tier_mode: str | None = None
+    package_size: Decimal | None = None
+    package_rounding: str | None = None
+    minimum_amount: int | None = None
+    maximum_amount: int | None = None
 
 
 def _fail(field: str, message: str, code: str = "INVALID_REQUEST_BODY") -> InvalidInput:
@@ -114,7 +141,13 @@ def _fail(field: str, message: str, code: str = "INVALID_REQUEST_BODY") -> Inval
     )
 
 
-def parse_price_per_unit(raw: object, field: str) -> Decimal:
+def parse_price_per_unit(
+    raw: object,
+    field: str,
+    *,
+    zero_allowed: bool = False,
+    integer_digits: int = MAX_PRICE_INTEGER_DIGITS,
+) -> Decimal:
     """A positive decimal in minor units, sent as a string ("0.1") or a number."""
     if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
         raise _fail(field, 'Must be a decimal string such as "0.5".')
@@ -122,12 +155,89 @@ def parse_price_per_unit(raw: object, field: str) -> Decimal:
         price = Decimal(str(raw).strip())
     except InvalidOperation:
         raise _fail(field, f"{raw!r} is not a decimal number.") from None
-    if not price.is_finite() or price <= 0:
-        raise _fail(field, "Must be greater than 0.")
-    integer_digits, fraction_digits = decimal_digits(price)  # exact, unlike normalize()
-    if integer_digits > MAX_PRICE_INTEGER_DIGITS or fraction_digits > MAX_PRICE_FRACTION_DIGITS:
-        raise _fail(field, "At most 5 integer and 12 fraction digits.")
-    return price
+    if not price.is_finite() or price < 0 or (price == 0 and not zero_allowed):
+        raise _fail(field, "Must be 0 or more." if zero_allowed else "Must be greater than 0.")
+    digits, fraction_digits = decimal_digits(price)  # exact, unlike normalize()
+    if digits > integer_digits or fraction_digits > MAX_PRICE_FRACTION_DIGITS:
+        raise _fail(field, f"At most {integer_digits} integer and 12 fraction digits.")
+    return price + 0  # a price given as 0E-3 or -0 reads as 0
+
+
+def _minor_amount(raw: object, field: str) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= MAX_FIXED_PRICE:
+        raise _fail(field, f"Must be a whole amount in minor units from 0 to {MAX_FIXED_PRICE}.")
+    return raw
+
+
+def _parse_tiers(raw: object, field: str) -> list[dict]:
+    """Tiers as stored: `up_to` strictly increasing, the last one null (unbounded)."""
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_TIERS:
+        raise _fail(field, f"Must be a list of 1 to {MAX_TIERS} tiers.")
+    tiers, previous = [], Decimal(0)
+    for index, tier in enumerate(raw):
+        at = f"{field}[{index}]"
+        if not isinstance(tier, dict):
+            raise _fail(at, "Must be an object {up_to, unit_price, flat_fee}.")
+        refuse_unknown(tier, TIER_FIELDS, at)
+        last = index == len(raw) - 1
+        up_to = tier.get("up_to")
+        if up_to is None and not last:
+            raise _fail(f"{at}.up_to", "Only the last tier has no upper bound (null).")
+        if up_to is not None and last:
+            raise _fail(f"{at}.up_to", "The last tier must have up_to null (no upper bound).")
+        if up_to is not None:
+            bound = parse_price_per_unit(
+                up_to, f"{at}.up_to", integer_digits=MAX_UNITS_INTEGER_DIGITS
+            )
+            if bound <= previous:
+                raise _fail(f"{at}.up_to", f"Must be greater than the tier before ({previous}).")
+            previous = bound
+        if tier.get("unit_price") is None:
+            raise _fail(f"{at}.unit_price", "Is required.")
+        price = parse_price_per_unit(tier["unit_price"], f"{at}.unit_price", zero_allowed=True)
+        flat_fee = tier.get("flat_fee")
+        flat_fee = 0 if flat_fee is None else _minor_amount(flat_fee, f"{at}.flat_fee")
+        tiers.append(
+            {
+                "up_to": None if up_to is None else format(bound, "f"),
+                "unit_price": format(price, "f"),
+                "flat_fee": flat_fee,
+            }
+        )
+    return tiers
+
+
+def _pricing_extensions(entry: dict, field: str) -> dict:
+    """The extensions of Dodo's price sent for one money meter, checked and as stored."""
+    given = {name: entry.get(name) for name in PRICING_EXTENSION_FIELDS}
+    found: dict = {}
+    if given["tiers"]:
+        found["tiers"] = _parse_tiers(given["tiers"], f"{field}.tiers")
+        if given["tier_mode"] not in TIER_MODES:
+            raise _fail(f"{field}.tier_mode", f"Must be one of {', '.join(TIER_MODES)}.")
+        found["tier_mode"] = given["tier_mode"]
+        if given["package_size"] is not None:
+            raise _fail(f"{field}.package_size", "Packages and tiers cannot be combined.")
+    elif given["tier_mode"] is not None:
+        raise _fail(f"{field}.tier_mode", "Only with tiers.")
+    if given["package_size"] is not None:
+        found["package_size"] = parse_price_per_unit(
+            given["package_size"], f"{field}.package_size", integer_digits=MAX_UNITS_INTEGER_DIGITS
+        )
+        rounding = given["package_rounding"]
+        if rounding is not None and rounding not in PACKAGE_ROUNDINGS:
+            raise _fail(
+                f"{field}.package_rounding", f"Must be one of {', '.join(PACKAGE_ROUNDINGS)}."
+            )
+        found["package_rounding"] = rounding or "up"
+    elif given["package_rounding"] is not None:
+        raise _fail(f"{field}.package_rounding", "Only with package_size.")
+    for name in ("minimum_amount", "maximum_amount"):
+        if given[name] is not None:
+            found[name] = _minor_amount(given[name], f"{field}.{name}")
+    if found.get("minimum_amount", 0) > found.get("maximum_amount", MAX_FIXED_PRICE):
+        raise _fail(f"{field}.minimum_amount", "Must not be greater than maximum_amount.")
+    return found
 
 
 def validate_meter_prices(entries: object) -> list[MeterPrice]:
@@ -142,7 +252,7 @@ def validate_meter_prices(entries: object) -> list[MeterPrice]:
         field = f"price.meters[{index}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("meter_id"), str):
             raise _fail(f"{field}.meter_id", "Is required.")
-        refuse_unknown(entry, PRICED_METER_FIELDS, field)
+        refuse_unknown(entry, (*PRICED_METER_FIELDS, *PRICING_EXTENSION_FIELDS), field)
         shown[index] = {
             name: entry[name] for name in SHOWN_METER_FIELDS if entry.get(name) is not None
         }
@@ -173,12 +283,28 @@ def validate_meter_prices(entries: object) -> list[MeterPrice]:
                     f"{field}.meter_units_per_credit", "Is required with credit_entitlement_id."
                 )
             per_credit = parse_price_per_unit(units, f"{field}.meter_units_per_credit")
+            unsupported(
+                entry,
+                PRICING_EXTENSION_FIELDS,
+                "Not supported on a meter billed in credits.",
+                path=field,
+            )
             prices.append(MeterPrice(meter_id, None, free, str(entitlement_id), per_credit))
+            continue
+        extensions = _pricing_extensions(entry, field)
+        if "tiers" in extensions:
+            # The tiers price every unit: price_per_unit is "0" or absent.
+            raw = entry.get("price_per_unit")
+            if raw is not None and parse_price_per_unit(
+                raw, f"{field}.price_per_unit", zero_allowed=True
+            ):
+                raise _fail(f"{field}.price_per_unit", 'Must be "0" or absent with tiers.')
+            prices.append(MeterPrice(meter_id, Decimal(0), free, **extensions))
             continue
         if entry.get("price_per_unit") is None:
             raise _fail(f"{field}.price_per_unit", "Is required for a meter billed in money.")
         price = parse_price_per_unit(entry["price_per_unit"], f"{field}.price_per_unit")
-        prices.append(MeterPrice(meter_id, price, free))
+        prices.append(MeterPrice(meter_id, price, free, **extensions))
     meters = {m.id: m for m in Meter.objects.filter(id__in=seen)}
     for index, meter_price in enumerate(prices):
         meter = meters.get(meter_price.meter_id)
@@ -295,6 +421,12 @@ def _replace_meters(product: Product, meters: list[MeterPrice]) -> None:
             free_threshold=price.free_threshold,
             credit_entitlement_id=price.credit_entitlement_id,
             meter_units_per_credit=price.meter_units_per_credit,
+            tiers=price.tiers,
+            tier_mode=price.tier_mode,
+            package_size=price.package_size,
+            package_rounding=price.package_rounding,
+            minimum_amount=price.minimum_amount,
+            maximum_amount=price.maximum_amount,
         )
         for position, price in enumerate(meters)
     )

@@ -58,7 +58,25 @@ def _priced_meter(pm: ProductMeter) -> dict:
         "measurement_unit": pm.meter.measurement_unit,
         "price_per_unit": decimal_text(pm.price_per_unit),
         "free_threshold": pm.free_threshold,
+        **pricing_extensions(pm),
     }
+
+
+def pricing_extensions(pm: ProductMeter) -> dict:
+    """The extensions of Dodo's meter price that are set (products/pricing.py), and only
+    those: a product priced by Dodo's fields alone answers exactly as Dodo's API does."""
+    shown: dict = {}
+    if pm.tiers:
+        shown.update(tier_mode=pm.tier_mode, tiers=pm.tiers)
+    if pm.package_size is not None:
+        shown.update(
+            package_size=decimal_text(pm.package_size),
+            package_rounding=pm.package_rounding or "up",
+        )
+    for name in ("minimum_amount", "maximum_amount"):
+        if getattr(pm, name) is not None:
+            shown[name] = getattr(pm, name)
+    return shown
 
 
 def _setting(link, name: str):
@@ -297,7 +315,23 @@ def line_data(line: InvoiceLineLike) -> dict:
         "unit_price": decimal_text(line.unit_price),
         "credits_applied": decimal_text(line.credits_applied),
         "amount": line.amount_minor,
+        **_line_extensions(line),
     }
+
+
+def _line_extensions(line: InvoiceLineLike) -> dict:
+    """How a tiered, packaged or limited price made the amount; absent for Dodo's own price."""
+    shown: dict = {}
+    tiers = getattr(line, "tiers", None)
+    if tiers is not None:
+        shown["tiers"] = tiers
+    packages = getattr(line, "packages", None)
+    if packages is not None:
+        shown["packages"] = decimal_text(packages)
+    limit = getattr(line, "limit_applied", None)
+    if limit is not None:
+        shown["limit_applied"] = limit
+    return shown
 
 
 def upcoming_invoice_data(
