@@ -38,6 +38,7 @@ from products.models import (
     Subscription,
     SubscriptionStatus,
 )
+from products.pricing import MeterPricing, describe
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -194,9 +195,17 @@ class ProductMeterInline(admin.TabularInline):
         "free_threshold",
         "credit_entitlement",
         "meter_units_per_credit",
+        "pricing",
     )
     readonly_fields = fields
     can_delete = False
+
+    @admin.display(description="Tiers, packages, limits")
+    def pricing(self, obj: ProductMeter) -> str:
+        """The extensions of the price (products/pricing.py) in words, with a worked example."""
+        return describe(
+            MeterPricing.of(obj), free_threshold=obj.free_threshold, currency=obj.product.currency
+        )
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

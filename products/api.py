@@ -156,6 +156,13 @@ _FREE_THRESHOLD_SCHEMA = {
     "maximum": services.MAX_FREE_THRESHOLD,
     "nullable": True,
 }
+_LIMIT_SCHEMA = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": services.MAX_FIXED_PRICE,
+    "nullable": True,
+    "description": "Whole minor units: the least or greatest amount of the meter's line.",
+}
 _MONEY_METER_SCHEMA = {
     "type": "object",
     "required": ["meter_id", "price_per_unit"],
@@ -163,6 +170,39 @@ _MONEY_METER_SCHEMA = {
         "meter_id": {"type": "string"},
         "price_per_unit": _PRICE_SCHEMA,
         "free_threshold": _FREE_THRESHOLD_SCHEMA,
+        # Extensions of Dodo's price (products/pricing.py).
+        "package_size": {**_DECIMAL_SCHEMA, "description": "price_per_unit buys this many."},
+        "package_rounding": {"type": "string", "enum": ["up", "down"], "nullable": True},
+        "minimum_amount": _LIMIT_SCHEMA,
+        "maximum_amount": _LIMIT_SCHEMA,
+    },
+}
+_TIERED_METER_SCHEMA = {
+    "type": "object",
+    "description": "An extension of Dodo's price: tiers instead of one price per unit.",
+    "required": ["meter_id", "tiers", "tier_mode"],
+    "properties": {
+        "meter_id": {"type": "string"},
+        "price_per_unit": {"type": "string", "enum": ["0"], "nullable": True},
+        "free_threshold": _FREE_THRESHOLD_SCHEMA,
+        "tier_mode": {"type": "string", "enum": ["graduated", "volume"]},
+        "tiers": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": services.MAX_TIERS,
+            "description": "up_to strictly increasing (inclusive); the last one null.",
+            "items": {
+                "type": "object",
+                "required": ["up_to", "unit_price"],
+                "properties": {
+                    "up_to": {**_DECIMAL_SCHEMA, "nullable": True},
+                    "unit_price": {**_DECIMAL_SCHEMA, "description": "Minor units, 0 or more."},
+                    "flat_fee": {"type": "integer", "minimum": 0, "nullable": True},
+                },
+            },
+        },
+        "minimum_amount": _LIMIT_SCHEMA,
+        "maximum_amount": _LIMIT_SCHEMA,
     },
 }
 _CREDIT_METER_SCHEMA = {
@@ -194,7 +234,7 @@ PRICE_SCHEMA = {
         "meters": {
             "type": "array",
             "maxItems": services.MAX_METERS_PER_PRODUCT,
-            "items": {"oneOf": [_MONEY_METER_SCHEMA, _CREDIT_METER_SCHEMA]},
+            "items": {"oneOf": [_MONEY_METER_SCHEMA, _TIERED_METER_SCHEMA, _CREDIT_METER_SCHEMA]},
         },
     },
 }

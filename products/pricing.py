@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from billing_site.money import round_minor
+from billing_site.money import format_minor, round_minor
 
 GRADUATED = "graduated"
 VOLUME = "volume"
@@ -158,3 +158,39 @@ def charge(pricing: MeterPricing, chargeable: Decimal) -> Charge:
     if pricing.minimum_amount is not None and amount < pricing.minimum_amount:
         amount, limit = pricing.minimum_amount, MINIMUM
     return Charge(amount, exact, tiers, packages, limit, rounded)
+
+
+def describe(pricing: MeterPricing, *, free_threshold: int, currency: str) -> str:
+    """The extensions of a price in words for staff, with a worked example ("" for Dodo's own):
+    'graduated: up to 10000 at 0.1; above at 0.05. Example: 12,500 units cost 12.50 USD'."""
+    if pricing.is_plain:
+        return ""
+    parts = []
+    if pricing.tiers:
+        steps = [
+            ("above" if t.up_to is None else f"up to {t.up_to}")
+            + f" at {t.unit_price}"
+            + (f" + {t.flat_fee} flat" if t.flat_fee else "")
+            for t in pricing.tiers
+        ]
+        parts.append(f"{pricing.tier_mode}: " + "; ".join(steps))
+        example = next((t.up_to for t in pricing.tiers[::-1] if t.up_to is not None), None)
+        example = (example or Decimal(10_000)) * Decimal("1.25")
+    elif pricing.package_size is not None:
+        per = "started" if pricing.package_rounding != PACKAGE_DOWN else "completed"
+        parts.append(f"{pricing.price_per_unit} per {per} package of {pricing.package_size}")
+        example = pricing.package_size * Decimal("2.5")
+    else:
+        example = Decimal(10_000)
+    if pricing.minimum_amount is not None:
+        parts.append(f"minimum {format_minor(pricing.minimum_amount, currency)}")
+    if pricing.maximum_amount is not None:
+        parts.append(f"maximum {format_minor(pricing.maximum_amount, currency)}")
+    example = example.to_integral_value()
+    cost = charge(pricing, example).amount_minor
+    consumed = example + free_threshold
+    return (
+        ", ".join(parts)
+        + f". Example: {consumed:,f} units ({example:,f} after the free ones) cost"
+        + f" {format_minor(cost, currency)}"
+    )

@@ -280,8 +280,10 @@ def test_unknown_product_and_price_fields_are_refused_by_name(api):
 
     assert refused({**base, "colour": "red"}) == ["colour"]
     assert refused({**base, "price": {**price, "trial": 3}}) == ["price.trial"]
-    odd_meter = {**price["meters"][0], "tiers": []}
-    assert refused({**base, "price": {**price, "meters": [odd_meter]}}) == ["price.meters[0].tiers"]
+    odd_meter = {**price["meters"][0], "price_tiers": []}  # `tiers` is an extension (known)
+    assert refused({**base, "price": {**price, "meters": [odd_meter]}}) == [
+        "price.meters[0].price_tiers"
+    ]
     renamed = {**price["meters"][0], "name": "Not the meter's name"}
     assert refused({**base, "price": {**price, "meters": [renamed]}}) == ["price.meters[0].name"]
     assert refused({**base, "price": {**price, "discount": 10}}) == ["price.discount"]

@@ -9,6 +9,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
+from django.contrib.admin.utils import quote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -216,7 +217,7 @@ def test_packages_match_an_independent_rule(units, size, price, down):
 
 
 @pytest.mark.django_db
-def test_invoice_lines_store_and_show_tiers_packages_and_limits():
+def test_invoice_lines_store_and_show_tiers_packages_and_limits(admin_client):
     calls = make_meter("Calls", "api.call", "sum", "n", now=START)
     pages = make_meter("Pages", "page.view", "sum", "n", now=START)
     plain = make_meter("Plain", "plain.use", "sum", "n", now=START)
@@ -297,3 +298,13 @@ def test_invoice_lines_store_and_show_tiers_packages_and_limits():
         "amount",
     }  # exactly today's line
     assert invoice.total_minor == 1200 + 600 + 250
+
+    # The printable invoice shows each tier; the product's admin page the price and an example.
+    html = admin_client.get(f"/admin/products/invoice/{invoice.pk}/print/").content.decode()
+    assert "Tier up to 10000: 1000.0 exact" in html and "Tier above: 500.00 exact" in html
+    page = admin_client.get(f"/admin/products/product/{quote(product.product_id)}/change/")
+    html = page.content.decode()
+    # 12,500 chargeable: 10,000 x 0.1 + 2,500 x 0.05 = 1,125, under the 1,200 maximum.
+    assert "graduated: up to 10000 at 0.1; above at 0.05, maximum 12.00 USD" in html
+    assert "Example: 17,500 units (12,500 after the free ones) cost 11.25 USD" in html
+    assert "200 per started package of 1000" in html
