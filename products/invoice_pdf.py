@@ -60,22 +60,32 @@ def invoice_pdf(invoice: Invoice) -> bytes:
         pdf.cell(width, 6, header, border="B", align=align)
     pdf.ln()
     pdf.set_font("Helvetica", "", 8)
-    for line in invoice.lines.all():
-        values = [
-            line.description,
-            line.consumed_units,
-            line.free_units,
-            line.chargeable_units,
-            line.unit_price,
-            line.credits_applied,
-            format_minor(line.amount_minor, invoice.currency),
-        ]
+
+    def row(values: list) -> None:
         for (_, width, align), value in zip(COLUMNS, values, strict=True):
             text = _cell_text(value)
             while width > 0 and pdf.get_string_width(text) > width - 1 and len(text) > 1:
                 text = text[:-2] + "~"  # a long description is cut, never overflows
             pdf.cell(width, 6, text, border="B", align=align)
         pdf.ln()
+
+    for line in invoice.lines.all():
+        row(
+            [
+                line.description,
+                line.consumed_units,
+                line.free_units,
+                line.chargeable_units,
+                line.unit_price,
+                line.credits_applied,
+                format_minor(line.amount_minor, invoice.currency),
+            ]
+        )
+        for tier in line.tiers or ():  # a tiered price's breakdown (exact, before rounding)
+            bound = f"up to {tier['up_to']}" if tier["up_to"] is not None else "above"
+            fee = f" + {tier['flat_fee']} flat" if tier["flat_fee"] else ""
+            label = f"  tier {bound}{fee}: {tier['amount']} exact"
+            row([label, None, None, tier["units"], tier["unit_price"], None, None])
     pdf.set_font("Helvetica", "B", 9)
     total_width = sum(width for _, width, _ in COLUMNS[:-1])
     pdf.cell(total_width, 7, "Total", align="L")

@@ -13,6 +13,7 @@ from django.contrib.admin.utils import quote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meters.analytics import customer_usage
 from products import services
 from products.billing import run_billing_cycle, usage_charge
 from products.models import LineKind
@@ -308,3 +309,10 @@ def test_invoice_lines_store_and_show_tiers_packages_and_limits(admin_client):
     assert "graduated: up to 10000 at 0.1; above at 0.05, maximum 12.00 USD" in html
     assert "Example: 17,500 units (12,500 after the free ones) cost 11.25 USD" in html
     assert "200 per started package of 1000" in html
+    pdf = admin_client.get(f"/admin/products/invoice/{invoice.pk}/pdf/")
+    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
+
+    # The meter's analytics price usage with the same rule as the invoice.
+    for meter, amount in ((calls, 1200), (pages, 600), (plain, 250)):
+        [row] = customer_usage(meter, START, FIRST_END)
+        assert [c.amount_minor for c in row.charges] == [amount]
