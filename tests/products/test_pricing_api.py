@@ -8,6 +8,8 @@ import copy
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from audit.models import AuditEntry
 from products.models import Product, ProductMeter
@@ -223,3 +225,43 @@ def test_extensions_are_refused_on_a_meter_billed_in_credits(api, meter, name):
     assert response.status_code == 422, response.content
     assert [e["field"] for e in response.json()["errors"]] == [f"price.meters[0].{name}"]
     assert Product.objects.count() == 0
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**20), 10**20)
+    | st.sampled_from(["0", "1", "-1", "1e999999999", "NaN", "Infinity", "0.1", "10000", "", "x"])
+    | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+tier_like = st.fixed_dictionaries(
+    {},
+    optional={"up_to": json_values, "unit_price": json_values, "flat_fee": json_values},
+)
+extension_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "price_per_unit": json_values,
+        "tiers": st.lists(tier_like, max_size=4) | json_values,
+        "tier_mode": st.sampled_from(["graduated", "volume"]) | json_values,
+        "package_size": json_values,
+        "package_rounding": st.sampled_from(["up", "down"]) | json_values,
+        "minimum_amount": json_values,
+        "maximum_amount": json_values,
+    },
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(fields=extension_values)
+def test_any_extension_input_is_taken_or_refused_by_name_never_a_500(api, meter, fields):
+    response = create(api, meters=[{"meter_id": meter.id, **fields}])
+    assert response.status_code in (200, 422), response.content
+    if response.status_code == 422:
+        assert all(e["field"].startswith("price.meters[0]") for e in response.json()["errors"])
