@@ -104,10 +104,10 @@ def _pricing_note(pricing: MeterPricing, charge: Charge) -> str:
 
 def usage_line(product_meter: ProductMeter, usage: Usage) -> LineDraft:
     meter = product_meter.meter
-    price = product_meter.price_per_unit or Decimal(0)
+    price: Decimal | None = product_meter.price_per_unit or Decimal(0)
     pricing = MeterPricing.of(product_meter)
     free_used, chargeable, amount = usage_charge(
-        usage.quantity, product_meter.free_threshold, price
+        usage.quantity, product_meter.free_threshold, price or Decimal(0)
     )
     description = f"{meter.name} ({meter.measurement_unit})"
     extensions: dict = {}
