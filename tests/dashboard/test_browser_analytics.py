@@ -176,9 +176,12 @@ def test_staff_home_draws_each_meter_on_its_own_axis(live_server, page, staff_lo
     now = usage["now"]
     calls = make_meter("Calls", "api.call", now=now - timedelta(days=5))
     big = make_meter("Big tokens", "llm.big", "sum", "tokens", now=now - timedelta(days=5))
+    # The three calls fall on one UTC day whatever the time of day, so the daily maximum is 3.
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    first_call = max(day_start, now - timedelta(hours=1))
     ingest_events(
         [
-            event(f"c{i}", usage["ada"], "api.call", timestamp=now - timedelta(hours=i + 1))
+            event(f"c{i}", usage["ada"], "api.call", timestamp=first_call + timedelta(seconds=i))
             for i in range(3)
         ]
         + [
