@@ -61,7 +61,7 @@ def test_extension_aggregations_are_stored_and_answered_in_a_shape_dodo_clients_
     api, sent, stored, answered
 ):
     response = create(api, sent)
-    assert response.status_code == 200, response.content
+    assert response.status_code == 201, response.content
     assert response.json()["aggregation"] == answered
     meter = Meter.objects.get(pk=response.json()["id"])
     assert meter.aggregation_type == stored
