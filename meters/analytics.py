@@ -20,7 +20,12 @@ from billing_site.jsonutil import exact_dumps, exact_loads
 from billing_site.money import format_minor
 from events.queries import EVENTS_TABLE, pending_batch_stats
 from meters.models import Aggregation, Meter
-from meters.preview import SKIP_MISSING_KEY, SKIP_NOT_A_NUMBER, metadata_display
+from meters.preview import (
+    SKIP_MISSING_KEY,
+    SKIP_NOT_A_NUMBER,
+    SKIP_NOT_A_SCALAR,
+    metadata_display,
+)
 from meters.usage import Usage, event_value_sql, matching_events_sql, usage_by_customer
 from meters.usage import usage_series as usage_series_query
 from products.billing import usage_charge
@@ -264,6 +269,10 @@ def fitting_granularity(start: datetime, end: datetime, granularity: str) -> str
     return "month"
 
 
+# Aggregations whose value over no events is 0 (drawn as bars); the others have none (lines).
+ZERO_WHEN_EMPTY = (Aggregation.COUNT, Aggregation.SUM, Aggregation.UNIQUE_COUNT)
+
+
 @dataclass(frozen=True)
 class SeriesPoint:
     period_start: datetime
@@ -278,14 +287,16 @@ def usage_series(
     customer_id: str | None = None,
 ) -> list[SeriesPoint]:
     """Every period of the range, in order (of one customer, or of all). A period without events
-    is 0 for count and sum; for max and last it has no value (a gap, not a zero)."""
+    is 0 for count, sum and unique_count; for max, min and last it has no value (a gap, not a
+    zero). A unique_count period counts the values distinct within it: periods do not add up to
+    the range's total when values repeat across them."""
     found = {
         moment: usage.quantity
         for moment, usage in usage_series_query(
             meter, start, end, granularity, customer_id=customer_id
         )
     }
-    empty = Decimal(0) if meter.aggregation_type in (Aggregation.COUNT, Aggregation.SUM) else None
+    empty = Decimal(0) if meter.aggregation_type in ZERO_WHEN_EMPTY else None
     points = []
     moment = period_floor(start, granularity)
     while moment < end:
@@ -300,7 +311,7 @@ def plotly_series(meter: Meter, points: list[SeriesPoint]) -> dict[str, Any]:
     return {
         "x": [point.period_start.isoformat() for point in points],
         "y": [None if point.quantity is None else str(point.quantity) for point in points],
-        "kind": "bar" if meter.aggregation_type in (Aggregation.COUNT, Aggregation.SUM) else "line",
+        "kind": "bar" if meter.aggregation_type in ZERO_WHEN_EMPTY else "line",
         "unit": meter.measurement_unit,
     }
 
@@ -315,7 +326,9 @@ class MatchedEvent:
     event_name: str
     timestamp: datetime
     metadata: dict[str, Any]
-    value: Decimal | None  # what it contributes; None for count meters and skipped events
+    # What it contributes; None for count meters and skipped events. For unique_count, the key's
+    # value as JSON (`"1"`, `1`, `true`: its type decides distinctness).
+    value: Decimal | str | None
     skip_reason: str | None
 
     @property
@@ -348,12 +361,17 @@ def _events_query(
 
 def _matched_event(meter: Meter, row: tuple) -> MatchedEvent:
     _, event_id, customer_id, event_name, timestamp, metadata_text, valid, value, has_key = row
+    unique = meter.aggregation_type == Aggregation.UNIQUE_COUNT
     reason = None
-    if not valid:
-        reason = SKIP_NOT_A_NUMBER if has_key else SKIP_MISSING_KEY
+    if not valid and not has_key:
+        reason = SKIP_MISSING_KEY
+    elif not valid:
+        reason = SKIP_NOT_A_SCALAR if unique else SKIP_NOT_A_NUMBER
     if meter.aggregation_type == Aggregation.COUNT:
         value = None
     metadata = exact_loads(metadata_text)
+    if unique and valid and isinstance(metadata, dict):
+        value = exact_dumps(metadata[meter.aggregation_key])
     return MatchedEvent(
         event_id,
         customer_id,

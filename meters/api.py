@@ -15,7 +15,7 @@ from billing_site.api.strict import LOCALE, PAGING, StrictQueryMixin, StrictSeri
 from billing_site.jsonutil import ExactJSONEncoder
 from meters import services
 from meters.filters import CONJUNCTIONS, MAX_CLAUSES, MAX_KEY_LENGTH, OPERATORS, homogeneous
-from meters.models import Meter
+from meters.models import DODO_FALLBACK, Aggregation, Meter
 
 
 class AggregationSerializer(serializers.Serializer):
@@ -50,7 +50,7 @@ class MeterSerializer(serializers.ModelSerializer):
         ]
 
     def get_aggregation(self, meter: Meter) -> dict:
-        return {"type": meter.aggregation_type, "key": meter.aggregation_key}
+        return services.wire_aggregation(meter.aggregation_type, meter.aggregation_key)
 
     def get_filter(self, meter: Meter) -> dict | None:
         return homogeneous(meter.filter)
@@ -62,8 +62,10 @@ AGGREGATION_SCHEMA = {
     "type": "object",
     "required": ["type"],
     "properties": {
-        "type": {"type": "string", "enum": ["count", "sum", "max", "last"]},
+        "type": {"type": "string", "enum": list(Aggregation.values)},
         "key": {"type": "string", "maxLength": 100, "nullable": True},
+        # An extension: what `services.wire_aggregation` answers for unique_count and min.
+        "extended_type": {"type": "string", "enum": list(DODO_FALLBACK), "nullable": True},
     },
 }
 _CONDITION_SCHEMA = {

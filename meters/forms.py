@@ -51,15 +51,16 @@ class MeterForm(forms.Form):
     aggregation_type = forms.ChoiceField(
         label="Aggregation",
         choices=Aggregation.choices,
-        help_text="count: matching events; sum / max: of a numeric metadata property; "
-        "last: its value on the latest event.",
+        help_text="count: matching events; sum / max / min: of a numeric metadata property; "
+        "last: its value on the latest event; unique_count: its distinct values (typed: 1 and "
+        '1.0 are one value, "1" another).',
     )
     aggregation_key = forms.CharField(
         label="Aggregation key",
         required=False,
         max_length=100,
-        help_text="The metadata property to aggregate. Events where it is missing or not a "
-        "number are skipped.",
+        help_text="The metadata property to aggregate. Events where it is missing (or, but for "
+        "unique_count, not a number) are skipped.",
         widget=forms.TextInput(attrs={"list": "metadata-key-suggestions", "autocomplete": "off"}),
     )
     measurement_unit = forms.CharField(label="Unit", max_length=100)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
@@ -15,6 +16,13 @@ class Aggregation(models.TextChoices):
     SUM = "sum"
     MAX = "max"
     LAST = "last"
+    # Extensions beyond Dodo's four (its SDK's enum has only those): see `wire_aggregation`.
+    UNIQUE_COUNT = "unique_count"
+    MIN = "min"
+
+
+# What the Dodo wire says for an extension, so the SDK's strict client still parses the meter.
+DODO_FALLBACK = {Aggregation.UNIQUE_COUNT: Aggregation.COUNT, Aggregation.MIN: Aggregation.MAX}
 
 
 class MeterQuerySet(models.QuerySet):
@@ -31,7 +39,7 @@ class Meter(models.Model):
     description = models.TextField(null=True, blank=True)
     event_name = models.CharField(max_length=255, db_index=True)
     measurement_unit = models.CharField(max_length=100)
-    aggregation_type = models.CharField(max_length=8, choices=Aggregation.choices)
+    aggregation_type = models.CharField(max_length=16, choices=Aggregation.choices)
     aggregation_key = models.CharField(max_length=100, null=True, blank=True)
     filter = models.JSONField(
         null=True, blank=True, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder
@@ -79,6 +87,9 @@ class _Bucket(models.Model):
 
     `event_count` counts contributing events, `skipped_count` matching events whose key was missing
     or not a number; `last_*` identify the contributing event with the latest (timestamp, id).
+    `distinct_values` (unique_count meters only) is the sorted set of the key's values in a typed
+    encoding (`meters.usage.distinct_value_sql`): buckets merge by set union, so the distinct
+    count of any window is exact, however its buckets overlap in values.
     """
 
     meter = models.ForeignKey(Meter, on_delete=models.CASCADE, db_index=False)
@@ -90,6 +101,8 @@ class _Bucket(models.Model):
     last_value = NumericField(null=True)
     last_timestamp = models.DateTimeField(null=True)
     last_event_pk = models.BigIntegerField(null=True)
+    value_min = NumericField(null=True)
+    distinct_values = ArrayField(models.TextField(), null=True)
 
     class Meta:
         abstract = True

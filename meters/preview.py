@@ -19,7 +19,7 @@ from events.queries import EVENTS_TABLE, event_names
 from meters import filters
 from meters.models import Aggregation, Meter
 from meters.services import validate_aggregation
-from meters.usage import event_value_sql
+from meters.usage import distinct_value_sql, event_value_sql
 
 PREVIEW_WINDOW = timedelta(days=7)
 SAMPLE_SIZE = 10
@@ -30,6 +30,9 @@ MAX_SUGGESTIONS = 200
 
 SKIP_MISSING_KEY = "missing key"
 SKIP_NOT_A_NUMBER = "not a number"
+# unique_count counts strings, numbers and booleans; flat metadata holds nothing else, so this is
+# for rows stored before the metadata rules (or by hand).
+SKIP_NOT_A_SCALAR = "not a string, number or boolean"
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,9 @@ class SampleEvent:
     customer_id: str
     timestamp: datetime
     metadata: dict[str, Any]
-    value: Decimal | None  # what the event contributes; None when skipped (or a count meter)
+    # What the event contributes; None when skipped (or a count meter). For unique_count, the
+    # key's value as JSON (`"1"`, `1`, `true`), so staff see the typing that decides distinctness.
+    value: Decimal | str | None
     skip_reason: str | None
 
 
@@ -70,6 +75,7 @@ class Preview:
     skipped_missing_key: int
     skipped_not_a_number: int
     sample: list[SampleEvent] = field(default_factory=list)
+    distinct_values: int | None = None  # unique_count only: the distinct values matched
 
     @property
     def skipped(self) -> int:
@@ -122,6 +128,8 @@ def skip_reason(draft: Draft, metadata: dict[str, Any]) -> str | None:
     if draft.aggregation_key not in metadata:
         return SKIP_MISSING_KEY
     value = metadata[draft.aggregation_key]
+    if draft.aggregation_type == Aggregation.UNIQUE_COUNT:
+        return None if isinstance(value, str | int | Decimal | float) else SKIP_NOT_A_SCALAR
     if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
         return SKIP_NOT_A_NUMBER
     return None
@@ -133,6 +141,7 @@ def preview(draft: Draft, *, now: datetime, sample_size: int = SAMPLE_SIZE) -> P
     meter = draft.as_meter()
     match_sql, match_params = filters.filter_sql(draft.filter, column="e.metadata")
     valid_sql, value_sql, value_params = event_value_sql(meter)
+    distinct_sql, distinct_params = distinct_value_sql(meter)
     key = draft.aggregation_key or ""
     window = "e.event_name = %s AND e.timestamp >= %s AND e.timestamp <= %s"
     with transaction.atomic(), connection.cursor() as cursor:
@@ -149,17 +158,18 @@ def preview(draft: Draft, *, now: datetime, sample_size: int = SAMPLE_SIZE) -> P
             SELECT count(*),
                    count(*) FILTER (WHERE matched),
                    count(*) FILTER (WHERE matched AND NOT valid AND NOT has_key),
-                   count(*) FILTER (WHERE matched AND NOT valid AND has_key)
+                   count(*) FILTER (WHERE matched AND NOT valid AND has_key),
+                   count(DISTINCT distinct_value) FILTER (WHERE matched)
             FROM (
                 SELECT ({match_sql}) AS matched, {valid_sql} AS valid, {value_sql} AS value,
-                       e.metadata ? %s AS has_key
+                       {distinct_sql} AS distinct_value, e.metadata ? %s AS has_key
                 FROM {EVENTS_TABLE} e
                 WHERE {window}
             ) examined
             """,
-            [*match_params, *value_params, key, draft.event_name, start, now],
+            [*match_params, *value_params, *distinct_params, key, draft.event_name, start, now],
         )
-        examined, matched, missing, not_number = cursor.fetchone()
+        examined, matched, missing, not_number, distinct = cursor.fetchone()
         cursor.execute(
             f"""
             SELECT e.event_id, e.customer_id, e.timestamp, e.metadata::text
@@ -172,7 +182,9 @@ def preview(draft: Draft, *, now: datetime, sample_size: int = SAMPLE_SIZE) -> P
         )
         rows = cursor.fetchall()
     sample = [_sample_event(draft, row) for row in rows]
-    return Preview(start, now, examined, matched, missing, not_number, sample)
+    if draft.aggregation_type != Aggregation.UNIQUE_COUNT:
+        distinct = None
+    return Preview(start, now, examined, matched, missing, not_number, sample, distinct)
 
 
 def _sample_event(draft: Draft, row: tuple) -> SampleEvent:
@@ -183,8 +195,10 @@ def _sample_event(draft: Draft, row: tuple) -> SampleEvent:
     if not filters.matches(draft.filter, metadata):
         raise AssertionError(f"filter SQL and Python disagree on event {event_id}")
     reason = skip_reason(draft, metadata)
-    value = None
-    if draft.aggregation_type != Aggregation.COUNT and reason is None:
+    value: Decimal | str | None = None
+    if draft.aggregation_type == Aggregation.UNIQUE_COUNT and reason is None:
+        value = exact_dumps(metadata[draft.aggregation_key])
+    elif draft.aggregation_type != Aggregation.COUNT and reason is None:
         value = Decimal(str(metadata[draft.aggregation_key]))
     return SampleEvent(event_id, customer_id, timestamp, metadata, value, reason)
 

@@ -4,7 +4,8 @@ Two kinds of work, both safe to run concurrently and to repeat:
 - `roll_up_pending` claims committed ingest batches (SKIP LOCKED) and adds their events to the
   buckets of every meter, in the same transaction that removes the batches from the log: every
   event is counted exactly once, whatever order its batch committed in. Updates are increments
-  (add, greatest, later-of), so two workers touching one bucket never lose each other's work.
+  (add, greatest, least, later-of, set union), so two workers touching one bucket never lose
+  each other's work, and the stored bucket does not depend on the order batches were applied.
 - `backfill_meter` rebuilds a new or edited meter's buckets over all history, one chunk of days
   per transaction. It holds the meter row FOR UPDATE while incremental work holds it FOR SHARE,
   and it leaves out events still in the log, which the incremental path will add.
@@ -25,7 +26,8 @@ from meters.models import Meter
 from meters.usage import (
     BUCKET_COLUMNS,
     DAY,
-    event_value_sql,
+    bucket_rows_sql,
+    event_row_sql,
     matching_events_sql,
     merged_aggregate_columns,
     raw_aggregate_columns,
@@ -55,7 +57,14 @@ _MERGE_INTO_EXISTING = """
     last_timestamp = CASE WHEN b.last_timestamp IS NULL
                         OR (excluded.last_timestamp, excluded.last_event_pk)
                            > (b.last_timestamp, b.last_event_pk)
-                      THEN excluded.last_timestamp ELSE b.last_timestamp END
+                      THEN excluded.last_timestamp ELSE b.last_timestamp END,
+    value_min = least(b.value_min, excluded.value_min),
+    distinct_values = CASE WHEN b.distinct_values IS NULL THEN excluded.distinct_values
+                           WHEN excluded.distinct_values IS NULL THEN b.distinct_values
+                           ELSE ARRAY(SELECT DISTINCT v COLLATE "C"
+                                      FROM unnest(b.distinct_values || excluded.distinct_values)
+                                           AS u(v)
+                                      ORDER BY 1) END
 """
 
 
@@ -86,13 +95,13 @@ def _lock_meters_for_share(event_names: list[str]) -> list[Meter]:
 def _apply_delta(meter: Meter, event_ids: list[int]) -> None:
     """Add the given events' contributions to the meter's hourly and daily buckets."""
     match_sql, match_params = matching_events_sql(meter)
-    valid_sql, value_sql, value_params = event_value_sql(meter)
+    row_sql, row_params = event_row_sql(meter)
+    per_hour = "(SELECT delta.*, date_trunc('day', hour, 'UTC') AS day FROM delta)"
     sql = f"""
         WITH delta AS (
             SELECT customer_id, hour, {raw_aggregate_columns(meter)}
             FROM (
-                SELECT e.customer_id, date_trunc('hour', e.timestamp, 'UTC') AS hour,
-                       e.id AS pk, e.timestamp AS ts, {valid_sql} AS valid, {value_sql} AS value
+                SELECT e.customer_id, date_trunc('hour', e.timestamp, 'UTC') AS hour, {row_sql}
                 FROM {EVENTS_TABLE} e
                 WHERE e.id = ANY(%s) AND {match_sql}
             ) matched
@@ -105,9 +114,7 @@ def _apply_delta(meter: Meter, event_ids: list[int]) -> None:
         ), daily AS (
             INSERT INTO meters_dailyusage AS b (meter_id, customer_id, day, {BUCKET_COLUMNS})
             SELECT %s, customer_id, day, {merged_aggregate_columns(meter)}
-            FROM (
-                SELECT delta.*, date_trunc('day', hour, 'UTC') AS day FROM delta
-            ) per_hour
+            FROM {bucket_rows_sql(meter, per_hour)}
             GROUP BY customer_id, day
             ORDER BY customer_id, day
             ON CONFLICT (meter_id, customer_id, day) DO UPDATE SET {_MERGE_INTO_EXISTING}
@@ -116,7 +123,7 @@ def _apply_delta(meter: Meter, event_ids: list[int]) -> None:
         SELECT (SELECT count(*) FROM hourly), (SELECT count(*) FROM daily)
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*value_params, event_ids, *match_params, meter.id, meter.id])
+        cursor.execute(sql, [*row_params, event_ids, *match_params, meter.id, meter.id])
 
 
 def roll_up_pending(*, max_batches: int = MAX_BATCHES_PER_TRANSACTION) -> int:
@@ -160,7 +167,10 @@ def _day_floor(moment: datetime) -> datetime:
 def _rebuild_days(meter: Meter, first_day: datetime, end_day: datetime) -> None:
     """Recompute the meter's buckets for [first_day, end_day) from events no longer pending."""
     match_sql, match_params = matching_events_sql(meter)
-    valid_sql, value_sql, value_params = event_value_sql(meter)
+    row_sql, row_params = event_row_sql(meter)
+    hours_of_chunk = (
+        "(SELECT * FROM meters_hourlyusage WHERE meter_id = %s AND hour >= %s AND hour < %s)"
+    )
     with connection.cursor() as cursor:
         for table, column in (("meters_hourlyusage", "hour"), ("meters_dailyusage", "day")):
             cursor.execute(
@@ -172,23 +182,21 @@ def _rebuild_days(meter: Meter, first_day: datetime, end_day: datetime) -> None:
             INSERT INTO meters_hourlyusage (meter_id, customer_id, hour, {BUCKET_COLUMNS})
             SELECT %s, customer_id, hour, {raw_aggregate_columns(meter)}
             FROM (
-                SELECT e.customer_id, date_trunc('hour', e.timestamp, 'UTC') AS hour,
-                       e.id AS pk, e.timestamp AS ts, {valid_sql} AS valid, {value_sql} AS value
+                SELECT e.customer_id, date_trunc('hour', e.timestamp, 'UTC') AS hour, {row_sql}
                 FROM {EVENTS_TABLE} e
                 WHERE {match_sql} AND e.timestamp >= %s AND e.timestamp < %s
                   AND e.id NOT IN ({PENDING_EVENT_IDS_SQL})
             ) matched
             GROUP BY customer_id, hour
             """,
-            [meter.id, *value_params, *match_params, first_day, end_day],
+            [meter.id, *row_params, *match_params, first_day, end_day],
         )
         cursor.execute(
             f"""
             INSERT INTO meters_dailyusage (meter_id, customer_id, day, {BUCKET_COLUMNS})
             SELECT meter_id, customer_id, date_trunc('day', hour, 'UTC') AS day,
                    {merged_aggregate_columns(meter)}
-            FROM meters_hourlyusage
-            WHERE meter_id = %s AND hour >= %s AND hour < %s
+            FROM {bucket_rows_sql(meter, hours_of_chunk)}
             GROUP BY meter_id, customer_id, date_trunc('day', hour, 'UTC')
             """,
             [meter.id, first_day, end_day],

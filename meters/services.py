@@ -17,7 +17,7 @@ from audit.models import Action
 from billing_site.errors import InvalidInput
 from billing_site.strict import unknown_fields
 from meters.filters import validate_filter
-from meters.models import Aggregation, Meter
+from meters.models import DODO_FALLBACK, Aggregation, Meter
 
 DEFINITION_FIELDS = ("event_name", "aggregation_type", "aggregation_key", "filter")
 MAX_KEY_LENGTH = 100
@@ -38,16 +38,25 @@ def meter_state(meter: Meter) -> dict:
     return audit_log.snapshot(meter, AUDITED_FIELDS)
 
 
+AGGREGATION_FIELDS = ("type", "key", "extended_type")
+
+
 def validate_aggregation(data: object) -> tuple[str, str | None]:
-    """`{type, key}` -> (type, key); `key` names a metadata property, required unless count."""
+    """`{type, key}` -> (type, key); `key` names a metadata property, required unless count.
+
+    `type` may also be an extension (`unique_count`, `min`), or its Dodo fallback with the
+    extension in `extended_type`, as `wire_aggregation` answers, so a meter read back can be sent
+    again as it came. Unknown fields are refused, not dropped.
+    """
     if not isinstance(data, dict):
         raise InvalidInput(
             "aggregation must be an object.",
             errors=[{"field": "aggregation", "message": "Must be an object {type, key}."}],
         )
-    errors = unknown_fields(data, ("type", "key"), "aggregation")
+    errors = unknown_fields(data, AGGREGATION_FIELDS, "aggregation")
     kind = data.get("type")
     key = data.get("key")
+    extended = data.get("extended_type")
     if kind not in Aggregation.values:
         errors.append(
             {
@@ -55,17 +64,52 @@ def validate_aggregation(data: object) -> tuple[str, str | None]:
                 "message": f"Must be one of {', '.join(Aggregation.values)}.",
             }
         )
+    elif extended is not None:
+        if extended not in DODO_FALLBACK:
+            errors.append(
+                {
+                    "field": "aggregation.extended_type",
+                    "message": f"Must be one of {', '.join(DODO_FALLBACK)}, or null.",
+                }
+            )
+        elif kind not in (extended, DODO_FALLBACK[extended]):
+            errors.append(
+                {
+                    "field": "aggregation.extended_type",
+                    "message": f"{extended} goes with type {DODO_FALLBACK[extended]} "
+                    f"(or {extended}), not {kind}.",
+                }
+            )
+        else:
+            kind = extended
     if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH):
         errors.append(
             {"field": "aggregation.key", "message": "Must be a string of 1 to 100 characters."}
         )
-    elif key is None and kind in (Aggregation.SUM, Aggregation.MAX, Aggregation.LAST):
+    elif key is None and kind in Aggregation.values and kind != Aggregation.COUNT:
         errors.append(
             {"field": "aggregation.key", "message": f"Is required for a {kind} aggregation."}
         )
     if errors:
         raise InvalidInput.from_errors(errors)
     return str(kind), key
+
+
+def wire_aggregation(aggregation_type: str, key: str | None) -> dict:
+    """A meter's aggregation as the API answers it.
+
+    The SDK types `type` as Dodo's four values and its strict client refuses any other, so an
+    extension is answered as its nearest Dodo type (unique_count -> count, min -> max) with the
+    real one in `extended_type`, a field the SDK keeps (`meter.aggregation.extended_type`).
+    Meters of Dodo's types are answered exactly as Dodo does, without the field.
+    """
+    if aggregation_type in DODO_FALLBACK:
+        return {
+            "type": str(DODO_FALLBACK[Aggregation(aggregation_type)]),
+            "key": key,
+            "extended_type": aggregation_type,
+        }
+    return {"type": aggregation_type, "key": key}
 
 
 def create_meter(

@@ -46,6 +46,8 @@ class Aggregate:
     value_sum: Decimal | None
     value_max: Decimal | None
     last_value: Decimal | None
+    value_min: Decimal | None = None
+    distinct_count: int = 0
 
     def usage(self, aggregation: str) -> Usage:
         quantity: Decimal | None = {
@@ -53,6 +55,8 @@ class Aggregate:
             Aggregation.SUM: self.value_sum,
             Aggregation.MAX: self.value_max,
             Aggregation.LAST: self.last_value,
+            Aggregation.MIN: self.value_min,
+            Aggregation.UNIQUE_COUNT: Decimal(self.distinct_count),
         }[Aggregation(aggregation)]
         return Usage(_normalize(quantity), self.event_count, self.skipped_count)
 
@@ -77,20 +81,67 @@ def matching_events_sql(meter: Meter, alias: str = "e") -> tuple[str, list]:
 def event_value_sql(meter: Meter, alias: str = "e") -> tuple[str, str, list]:
     """(valid, value) expressions for one matching event: whether it contributes, and how much.
 
-    Count meters count every matching event. Other meters need `key` to hold a JSON number;
-    anything else (missing, a string such as "150", a boolean) is skipped, never coerced.
+    Count meters count every matching event. unique_count meters need `key` to hold a scalar
+    (string, number or boolean: all that flat metadata can hold); the value is then the typed
+    one of `distinct_value_sql`, and `value` here is NULL. Other meters need `key` to hold a
+    JSON number; anything else (missing, a string such as "150", a boolean) is skipped, never
+    coerced.
     """
     if meter.aggregation_type == Aggregation.COUNT:
         return "TRUE", "1::numeric", []
+    key = meter.aggregation_key
+    if meter.aggregation_type == Aggregation.UNIQUE_COUNT:
+        valid = (
+            f"coalesce(jsonb_typeof({alias}.metadata -> %s) IN ('string', 'number', 'boolean'), "
+            "FALSE)"
+        )
+        return valid, "NULL::numeric", [key]
     valid = f"coalesce(jsonb_typeof({alias}.metadata -> %s) = 'number', FALSE)"
     value = f"CASE WHEN {valid} THEN ({alias}.metadata ->> %s)::numeric END"
-    key = meter.aggregation_key
     return valid, value, [key, key, key]
+
+
+def distinct_value_sql(meter: Meter, alias: str = "e") -> tuple[str, list]:
+    """The event's value of `key` in a typed text encoding, for unique_count (else NULL).
+
+    Typed as filters compare: `n:` + the number without trailing zeros (1 and 1.0 are `n:1`),
+    `s:` + the string (`"1"` is `s:1`), `b:true` / `b:false`; NULL when the key is missing or
+    holds anything else. Collated "C": a plain byte order, the same on every server.
+    """
+    if meter.aggregation_type != Aggregation.UNIQUE_COUNT:
+        return "NULL::text", []
+    key = meter.aggregation_key
+    sql = (
+        f"(CASE jsonb_typeof({alias}.metadata -> %s)"
+        f" WHEN 'string' THEN 's:' || ({alias}.metadata ->> %s)"
+        f" WHEN 'number' THEN 'n:' || trim_scale(({alias}.metadata ->> %s)::numeric)::text"
+        f" WHEN 'boolean' THEN 'b:' || ({alias}.metadata ->> %s)"
+        ' END) COLLATE "C"'
+    )
+    return sql, [key, key, key, key]
+
+
+def event_row_sql(meter: Meter, alias: str = "e") -> tuple[str, list]:
+    """The columns every aggregation reads off one matching event:
+    pk, ts, valid, value, distinct_value."""
+    valid_sql, value_sql, value_params = event_value_sql(meter, alias)
+    distinct_sql, distinct_params = distinct_value_sql(meter, alias)
+    sql = (
+        f"{alias}.id AS pk, {alias}.timestamp AS ts, {valid_sql} AS valid, "
+        f"{value_sql} AS value, {distinct_sql} AS distinct_value"
+    )
+    return sql, [*value_params, *distinct_params]
 
 
 _NO_LAST = (
     "NULL::numeric AS last_value, NULL::timestamptz AS last_timestamp, "
     "NULL::bigint AS last_event_pk"
+)
+_NO_DISTINCT = "NULL::text[] AS distinct_values"
+# The sorted set of the rows' distinct values, as a bucket stores it.
+_DISTINCT_SET = (
+    "array_agg(DISTINCT distinct_value ORDER BY distinct_value) "
+    "FILTER (WHERE distinct_value IS NOT NULL) AS distinct_values"
 )
 
 
@@ -113,34 +164,69 @@ def _last_columns(ts: str, pk: str, value: str, condition: str) -> str:
 
 
 def raw_aggregate_columns(meter: Meter) -> str:
-    """Aggregate columns over rows of (pk, ts, valid, value), in bucket column order."""
+    """Aggregate columns over rows of `event_row_sql`, in bucket column order."""
     if meter.aggregation_type == Aggregation.LAST:
         last = _last_columns("ts", "pk", "value", "valid")
     else:
         last = _NO_LAST
+    distinct = _DISTINCT_SET if meter.aggregation_type == Aggregation.UNIQUE_COUNT else _NO_DISTINCT
     return (
         "count(*) FILTER (WHERE valid) AS event_count, "
         "count(*) FILTER (WHERE NOT valid) AS skipped_count, "
-        f"sum(value) AS value_sum, max(value) AS value_max, {last}"
+        f"sum(value) AS value_sum, max(value) AS value_max, {last}, "
+        f"min(value) AS value_min, {distinct}"
     )
 
 
-def merged_aggregate_columns(meter: Meter) -> str:
-    """Aggregate columns that combine bucket-shaped rows into one."""
+def bucket_rows_sql(meter: Meter, source: str) -> str:
+    """`source` (a table or subquery of bucket-shaped rows) as rows `merged_aggregate_columns`
+    reads: for unique_count, one row per distinct value of each bucket (`distinct_value`,
+    `first_of_bucket` on one row of each, so counts are summed once); else the rows as they are.
+    """
+    if meter.aggregation_type != Aggregation.UNIQUE_COUNT:
+        return f"{source} rows"
+    return f"""(
+        SELECT rows.*, dv.distinct_value COLLATE "C" AS distinct_value,
+               coalesce(dv.position, 1) = 1 AS first_of_bucket
+        FROM {source} rows
+        LEFT JOIN LATERAL unnest(rows.distinct_values) WITH ORDINALITY
+            AS dv(distinct_value, position) ON TRUE
+    ) rows"""
+
+
+def merged_aggregate_columns(meter: Meter, *, distinct_count: bool = False) -> str:
+    """Aggregate columns that combine the rows of `bucket_rows_sql` into one bucket; with
+    `distinct_count`, the last column is the number of distinct values instead of their set."""
     if meter.aggregation_type == Aggregation.LAST:
         last = _last_columns(
             "last_timestamp", "last_event_pk", "last_value", "last_timestamp IS NOT NULL"
         )
     else:
         last = _NO_LAST
+    if meter.aggregation_type != Aggregation.UNIQUE_COUNT:
+        distinct = "0::bigint AS distinct_count" if distinct_count else _NO_DISTINCT
+        return (
+            "sum(event_count)::bigint AS event_count, "
+            "sum(skipped_count)::bigint AS skipped_count, "
+            f"sum(value_sum) AS value_sum, max(value_max) AS value_max, {last}, "
+            f"min(value_min) AS value_min, {distinct}"
+        )
+    # One row per distinct value of a bucket: the bucket's counts only on its first row. Its
+    # other columns are NULL for a unique_count meter, and max/min would not mind repeats.
+    distinct = (
+        "count(DISTINCT distinct_value) AS distinct_count" if distinct_count else _DISTINCT_SET
+    )
     return (
-        "sum(event_count)::bigint AS event_count, sum(skipped_count)::bigint AS skipped_count, "
-        f"sum(value_sum) AS value_sum, max(value_max) AS value_max, {last}"
+        "sum(event_count) FILTER (WHERE first_of_bucket)::bigint AS event_count, "
+        "sum(skipped_count) FILTER (WHERE first_of_bucket)::bigint AS skipped_count, "
+        f"NULL::numeric AS value_sum, NULL::numeric AS value_max, {last}, "
+        f"NULL::numeric AS value_min, {distinct}"
     )
 
 
 BUCKET_COLUMNS = (
-    "event_count, skipped_count, value_sum, value_max, last_value, last_timestamp, last_event_pk"
+    "event_count, skipped_count, value_sum, value_max, last_value, last_timestamp, last_event_pk, "
+    "value_min, distinct_values"
 )
 
 
@@ -228,7 +314,7 @@ def _usage_rows(
         return f"{column} = ANY(%s)", [customer_list]
 
     match_sql, match_params = matching_events_sql(meter)
-    valid_sql, value_sql, value_params = event_value_sql(meter)
+    row_sql, row_params = event_row_sql(meter)
     selects: list[str] = []
     params: list = []
 
@@ -238,15 +324,14 @@ def _usage_rows(
             f"""
             SELECT customer_id, period, {raw_aggregate_columns(meter)}
             FROM (
-                SELECT {group_exprs("e.customer_id", "e.timestamp")},
-                       e.id AS pk, e.timestamp AS ts, {valid_sql} AS valid, {value_sql} AS value
+                SELECT {group_exprs("e.customer_id", "e.timestamp")}, {row_sql}
                 FROM {EVENTS_TABLE} e
                 WHERE {match_sql} AND {time_condition} AND {customers_sql} AND {extra}
             ) matched
             GROUP BY customer_id, period
             """
         )
-        params.extend([*value_params, *match_params, *time_params, *customers_params])
+        params.extend([*row_params, *match_params, *time_params, *customers_params])
 
     raw_sql, raw_params = _ranges_sql("e.timestamp", parts.raw)
     if parts.raw:
@@ -276,8 +361,8 @@ def _usage_rows(
         return []
     union = " UNION ALL ".join(f"({s})" for s in selects)
     sql = f"""
-        SELECT customer_id, period, {merged_aggregate_columns(meter)}
-        FROM ({union}) parts
+        SELECT customer_id, period, {merged_aggregate_columns(meter, distinct_count=True)}
+        FROM {bucket_rows_sql(meter, f"({union})")}
         GROUP BY customer_id, period
         ORDER BY customer_id, period
     """
@@ -288,8 +373,15 @@ def _usage_rows(
 
 def _aggregate(row: tuple) -> Aggregate:
     event_count, skipped_count, value_sum, value_max, last_value = row[2:7]
+    value_min, distinct_count = row[9:11]
     return Aggregate(
-        int(event_count or 0), int(skipped_count or 0), value_sum, value_max, last_value
+        int(event_count or 0),
+        int(skipped_count or 0),
+        value_sum,
+        value_max,
+        last_value,
+        value_min,
+        int(distinct_count or 0),
     )
 
 

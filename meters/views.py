@@ -103,6 +103,7 @@ def preview_json(request: HttpRequest) -> JsonResponse:
             "contributing": result.contributing,
             "skipped_missing_key": result.skipped_missing_key,
             "skipped_not_a_number": result.skipped_not_a_number,
+            "distinct_values": result.distinct_values,
             "sample": [
                 {
                     "event_id": event.event_id,

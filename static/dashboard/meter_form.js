@@ -458,7 +458,7 @@
     var list = document.getElementById("preview-errors");
     list.textContent = "";
     if (!ok) {
-      ["preview-matched", "preview-contributing", "preview-skipped-missing", "preview-skipped-nan", "preview-examined"].forEach(function (id) {
+      ["preview-matched", "preview-contributing", "preview-skipped-missing", "preview-skipped-nan", "preview-examined", "preview-distinct"].forEach(function (id) {
         self.setText(id, "–");
       });
       this.fillSample([]);
@@ -504,6 +504,9 @@
     this.setText("preview-skipped-missing", countMeter ? "0" : String(data.skipped_missing_key));
     this.setText("preview-skipped-nan", countMeter ? "0" : String(data.skipped_not_a_number));
     this.setText("preview-examined", String(data.examined));
+    var distinct = document.getElementById("preview-distinct-stat");
+    if (distinct) distinct.hidden = data.distinct_values === null || data.distinct_values === undefined;
+    this.setText("preview-distinct", data.distinct_values === null || data.distinct_values === undefined ? "–" : String(data.distinct_values));
     this.setText(
       "preview-message",
       data.matched ? "" : data.examined ? "No event in the last 7 days passes the filter." : "No events with this name in the last 7 days."

@@ -1,7 +1,9 @@
 """An independent, plain-Python aggregation of raw events, to check what the database computes.
 
 It knows nothing of buckets, SQL or the project's filter module: it is written from the rules in
-DESIGN.md (typed values, skipped non-numbers, last by timestamp then ingestion order).
+DESIGN.md (typed values, skipped non-numbers, last by timestamp then ingestion order) and the
+unique_count rule (distinct values of the key, typed as filters compare: 1 and 1.0 are one value,
+"1" another, true another; events without the key skipped).
 """
 
 from __future__ import annotations
@@ -13,6 +15,20 @@ from decimal import Decimal
 
 def is_number(value: object) -> bool:
     return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def typed_value(value: object) -> tuple[str, object] | None:
+    """A metadata value as unique_count tells values apart; None if it cannot be counted.
+
+    Decimal("1.0") == Decimal(1) and they hash alike, so a set holds them once.
+    """
+    if isinstance(value, bool):
+        return ("boolean", value)
+    if isinstance(value, str):
+        return ("string", value)
+    if is_number(value):
+        return ("number", Decimal(str(value)))
+    return None
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,10 @@ def aggregate(
     ]
     if kind == "count":
         return Decimal(len(matched)), len(matched), 0
+    if kind == "unique_count":
+        typed = [typed_value(e.metadata.get(key)) for e in matched if key in e.metadata]
+        counted = [value for value in typed if value is not None]
+        return Decimal(len(set(counted))), len(counted), len(matched) - len(counted)
     numeric = [e for e in matched if is_number(e.metadata.get(key))]
     skipped = len(matched) - len(numeric)
     values = [Decimal(str(e.metadata[key])) for e in numeric]
@@ -56,6 +76,8 @@ def aggregate(
         quantity = sum(values, Decimal(0))
     elif kind == "max":
         quantity = max(values)
+    elif kind == "min":
+        quantity = min(values)
     else:
         latest = max(numeric, key=lambda e: (e.timestamp, e.order))
         quantity = Decimal(str(latest.metadata[key]))

@@ -52,12 +52,50 @@ METERS = {
         lambda m: (is_number(m.get("tokens")) and m["tokens"] > 5) or m.get("quality") == "sd",
     ),
     "gauge": ("gauge.read", "last", "level", None, lambda m: True),
+    "floor": ("api.call", "min", "tokens", None, lambda m: True),
+    "users": (
+        "api.call",
+        "unique_count",
+        "user",
+        {
+            "conjunction": "or",
+            "clauses": [
+                {"key": "quality", "operator": "equals", "value": "hd"},
+                {"key": "quality", "operator": "equals", "value": "sd"},
+            ],
+        },
+        lambda m: m.get("quality") in ("hd", "sd"),
+    ),
+    "gauge_users": ("gauge.read", "unique_count", "level", None, lambda m: True),
 }
+# The meters whose filter the test edits (then rebuilt over history), and what they count after.
+EDITED = ("hd_tokens", "users")
 
 token_values = st.one_of(
     st.integers(min_value=-5, max_value=50),
     st.sampled_from([Decimal("0.1"), Decimal("2.75"), Decimal("-1.5"), Decimal("1e-3")]),
     st.sampled_from(["150", "abc", True]),  # skipped: not numbers
+)
+# Distinct values typed as filters compare: 1, 1.0 and 1.00 are one value, "1" another, True
+# another; 2.5 and 2.50 one. Few of them, so they repeat across hours, days and customers.
+user_values = st.sampled_from(
+    [
+        1,
+        Decimal("1.0"),
+        Decimal("1.00"),
+        "1",
+        True,
+        False,
+        "true",
+        2,
+        Decimal("2.5"),
+        Decimal("2.50"),
+        "u-7",
+        "",
+        -3,
+        Decimal("-0.0"),
+        0,
+    ]
 )
 
 
@@ -73,6 +111,8 @@ def raw_events(draw, prefix: str):
             metadata["quality"] = draw(st.sampled_from(["hd", "sd", "HD"]))
         if draw(st.booleans()):
             metadata["level"] = draw(token_values)
+        if draw(st.integers(0, 3)):
+            metadata["user"] = draw(user_values)
         offset = draw(st.integers(min_value=0, max_value=int(HISTORY.total_seconds() * 1e6)))
         events.append(
             {
@@ -162,19 +202,25 @@ def _check(meters: dict[str, Meter], events: list[RawEvent], window_list) -> Non
         event_name, kind, key, _, predicate = METERS[label]
         if meter.filter != METERS[label][3]:
             predicate = EDITED_PREDICATE
+
+        def expected_usage(
+            customer, start, end, kind=kind, key=key, event_name=event_name, predicate=predicate
+        ):
+            return aggregate(
+                events,
+                kind=kind,
+                key=key,
+                event_name=event_name,
+                predicate=predicate,
+                customer_id=customer,
+                start=start,
+                end=end,
+            )
+
         for start, end in window_list:
             per_customer = usage_by_customer(meter, start, end)
             for customer in CUSTOMERS:
-                expected = aggregate(
-                    events,
-                    kind=kind,
-                    key=key,
-                    event_name=event_name,
-                    predicate=predicate,
-                    customer_id=customer,
-                    start=start,
-                    end=end,
-                )
+                expected = expected_usage(customer, start, end)
                 got = meter_usage(meter, customer, start, end)
                 assert (got.quantity, got.event_count, got.skipped_count) == expected, (
                     label,
@@ -187,21 +233,32 @@ def _check(meters: dict[str, Meter], events: list[RawEvent], window_list) -> Non
                     assert (table.quantity, table.event_count, table.skipped_count) == expected
                 else:
                     assert table is None
+        # Every period of a series is the aggregation over its part of the window (all
+        # customers together): for unique_count, the values distinct within that period.
+        start, end = window_list[0]
+        for granularity, step in (("hour", timedelta(hours=1)), ("day", timedelta(days=1))):
+            series = dict(usage_series(meter, start, end, granularity))
+            period = start.replace(minute=0, second=0, microsecond=0)
+            if granularity == "day":
+                period = period.replace(hour=0)
+            while period < end:
+                expected = expected_usage(None, max(period, start), min(period + step, end))
+                got = series.pop(period, None)
+                if expected[1] or expected[2]:
+                    assert got is not None, (label, granularity, period)
+                    assert (got.quantity, got.event_count, got.skipped_count) == expected, (
+                        label,
+                        granularity,
+                        period,
+                    )
+                else:
+                    assert got is None, (label, granularity, period)
+                period += step
+            assert not series, (label, granularity, sorted(series))
         if kind in ("count", "sum"):
-            start, end = window_list[0]
             series = usage_series(meter, start, end, "day")
             total = sum((usage.quantity for _, usage in series), Decimal(0))
-            expected_total = aggregate(
-                events,
-                kind=kind,
-                key=key,
-                event_name=event_name,
-                predicate=predicate,
-                customer_id=None,
-                start=start,
-                end=end,
-            )[0]
-            assert total == expected_total
+            assert total == expected_usage(None, start, end)[0]
 
 
 EDITED_FILTER = {
@@ -262,17 +319,18 @@ def test_usage_from_rollups_equals_raw_aggregation(first, second, late, window_l
     _check(meters, events, window_list)
 
     # Editing a filter rebuilds the meter over history; before and after, usage is exact.
-    edited = services.update_meter(meters["hd_tokens"], filter=EDITED_FILTER, now=NOW)
-    meters["hd_tokens"] = edited
-    assert not edited.rollups_ready
+    for label in EDITED:
+        meters[label] = services.update_meter(meters[label], filter=EDITED_FILTER, now=NOW)
+        assert not meters[label].rollups_ready
     _check(meters, events, window_list)
     # The rebuild runs while new batches are still waiting for the incremental path.
     after_edit = [[{**e, "event_id": f"d-{e['event_id']}"} for e in second]]
     _ingest_concurrently(after_edit)
     events = _stored(batches + late_batches + after_edit)
-    assert rollups.backfill_meter(edited.pk)
+    for label in EDITED:
+        assert rollups.backfill_meter(meters[label].pk)
     meters = {label: Meter.objects.get(pk=m.pk) for label, m in meters.items()}
-    assert meters["hd_tokens"].rollups_ready
+    assert all(meters[label].rollups_ready for label in EDITED)
     _check(meters, events, window_list)
     rollups.run_rollups()
     _check(meters, events, window_list)
