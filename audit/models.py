@@ -25,6 +25,10 @@ class Action(models.TextChoices):
     VOIDED = "voided"
     REISSUED = "reissued"
     CREDIT_NOTE_ISSUED = "credit_note_issued"
+    PLAN_CHANGED = "plan_changed"
+    PLAN_CHANGE_SCHEDULED = "plan_change_scheduled"
+    PLAN_CHANGE_CANCELLED = "plan_change_cancelled"
+    CANCELLED = "cancelled"
 
 
 class ActorKind(models.TextChoices):

@@ -30,6 +30,10 @@ def new_subscription_id() -> str:
     return new_id("sub")
 
 
+def new_scheduled_change_id() -> str:
+    return new_id("spc")
+
+
 def new_invoice_id() -> str:
     return new_id("inv")
 

@@ -10,7 +10,7 @@ from credits import api as credits_api
 from events import api as events_api
 from meters import api as meters_api
 from products import api as products_api
-from products import invoice_api
+from products import invoice_api, plan_change_api
 
 api_patterns = [
     path("events/ingest", events_api.IngestView.as_view(), name="events-ingest"),
@@ -45,6 +45,21 @@ api_patterns = [
         "subscriptions/<str:subscription_id>",
         products_api.SubscriptionDetailView.as_view(),
         name="subscriptions-detail",
+    ),
+    path(
+        "subscriptions/<str:subscription_id>/change-plan",
+        plan_change_api.ChangePlanView.as_view(),
+        name="subscriptions-change-plan",
+    ),
+    path(
+        "subscriptions/<str:subscription_id>/change-plan/preview",
+        plan_change_api.PreviewChangePlanView.as_view(),
+        name="subscriptions-change-plan-preview",
+    ),
+    path(
+        "subscriptions/<str:subscription_id>/change-plan/scheduled",
+        plan_change_api.ScheduledChangeView.as_view(),
+        name="subscriptions-change-plan-scheduled",
     ),
     path(
         "subscriptions/<str:subscription_id>/usage-history",

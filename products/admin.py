@@ -18,9 +18,10 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
+from audit.models import AuditEntry
 from audit.roles import INVOICE_LIFECYCLE
 from billing_site.errors import DomainError
 from billing_site.money import format_minor
@@ -265,6 +266,31 @@ class ProductAdmin(PermittedActionsMixin, admin.ModelAdmin):
         return product.meters_total  # type: ignore[attr-defined]  # get_queryset's
 
 
+def plan_history_rows(subscription: Subscription) -> list[tuple[str, str, int]]:
+    """(from, product name, quantity) for each plan the subscription has been on, oldest first."""
+    changes = list(
+        AuditEntry.objects.filter(
+            object_type="products.subscription",
+            object_id=subscription.subscription_id,
+            action="plan_changed",
+        ).order_by("created_at", "id")
+    )
+    first = changes[0].before if changes else None
+    plans = [
+        (
+            subscription.anchor.isoformat(),
+            first["product_id"] if first else subscription.product_id,
+            first["quantity"] if first else subscription.quantity,
+        )
+    ]
+    plans += [
+        (c.details.get("at", c.created_at.isoformat()), c.after["product_id"], c.after["quantity"])
+        for c in changes
+    ]
+    names = dict(Product.objects.filter(pk__in={p for _, p, _ in plans}).values_list("pk", "name"))
+    return [(at, f"{names.get(p, p)} ({p})", quantity) for at, p, quantity in plans]
+
+
 @admin.register(Subscription)
 class SubscriptionAdmin(PermittedActionsMixin, admin.ModelAdmin):
     list_display = [
@@ -293,11 +319,23 @@ class SubscriptionAdmin(PermittedActionsMixin, admin.ModelAdmin):
         "cancelled_at",
         "created_at",
     ]
-    fields = [*readonly_fields, "cancel_at_next_billing_date", "metadata", "upcoming_invoice"]
+    fields = [
+        *readonly_fields,
+        "cancel_at_next_billing_date",
+        "metadata",
+        "plan_history",
+        "upcoming_invoice",
+    ]
     inlines = [InvoiceInline]
 
     def get_readonly_fields(self, request, obj=None):
-        return [*self.readonly_fields, "upcoming_invoice"]
+        return [*self.readonly_fields, "plan_history", "upcoming_invoice"]
+
+    @admin.display(description="Plan history")
+    def plan_history(self, subscription: Subscription) -> str:
+        """Every product the subscription was on and from when, read from the audit log of
+        its plan changes (each one logged with its moment)."""
+        return format_html_join("", "<div>from {}: {} x {}</div>", plan_history_rows(subscription))
 
     @admin.display(description="Upcoming invoice")
     def upcoming_invoice(self, subscription: Subscription) -> str:

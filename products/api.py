@@ -28,7 +28,7 @@ from billing_site.money import CURRENCIES
 from billing_site.periods import INTERVAL_UNITS
 from billing_site.wire import decimal_text, timestamp_text
 from credits.services import MAX_EXPIRES_AFTER_DAYS
-from products import services
+from products import plan_changes, services
 from products.addresses import validate_billing
 from products.history import usage_history
 from products.models import Customer, Product, Subscription
@@ -689,7 +689,20 @@ class SubscriptionDetailView(StrictQueryMixin, APIView):
         subscription = get_object_or_404(Subscription, pk=subscription_id)
         data = SubscriptionUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.update_subscription(subscription, **data.validated_data)
+        changes = dict(data.validated_data)
+        if changes.get("status") == "cancelled" and subscription.status != "cancelled":
+            # A cancellation now: the period closes at this moment with its final invoice.
+            changes.pop("status")
+            reasons = {
+                name: changes.pop(name)
+                for name in services.CANCELLATION_FIELDS
+                if changes.get(name, services.UNSET) is not services.UNSET
+            }
+            with transaction.atomic():
+                services.update_subscription(subscription, **changes)
+                plan_changes.cancel_now(subscription_id, now=timezone.now(), **reasons)
+        else:
+            services.update_subscription(subscription, **changes)
         return Response(subscription_data(_subscriptions().get(pk=subscription_id)))
 
 

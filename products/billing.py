@@ -21,6 +21,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 
+from audit import log as audit_log
+from audit.models import Action
 from billing_site.locks import lock_customer_slots
 from billing_site.money import round_minor
 from billing_site.periods import Period
@@ -43,11 +45,13 @@ from products.models import (
     LineKind,
     Product,
     ProductMeter,
+    ScheduledPlanChange,
     Subscription,
     SubscriptionStatus,
 )
 from products.pricing import MAXIMUM, MINIMUM, Charge, MeterPricing
 from products.pricing import charge as pricing_charge
+from webhooks.models import EventType
 
 logger = logging.getLogger(__name__)
 
@@ -102,12 +106,17 @@ def _pricing_note(pricing: MeterPricing, charge: Charge) -> str:
     return "".join(f"; {note}" for note in notes)
 
 
-def usage_line(product_meter: ProductMeter, usage: Usage) -> LineDraft:
+def usage_line(
+    product_meter: ProductMeter, usage: Usage, *, free_threshold: int | None = None
+) -> LineDraft:
+    """One priced meter's line; `free_threshold` overrides the product's (a short period's)."""
     meter = product_meter.meter
     price: Decimal | None = product_meter.price_per_unit or Decimal(0)
     pricing = MeterPricing.of(product_meter)
+    if free_threshold is None:
+        free_threshold = product_meter.free_threshold
     free_used, chargeable, amount = usage_charge(
-        usage.quantity, product_meter.free_threshold, price or Decimal(0)
+        usage.quantity, free_threshold, price or Decimal(0)
     )
     description = f"{meter.name} ({meter.measurement_unit})"
     extensions: dict = {}
@@ -128,7 +137,7 @@ def usage_line(product_meter: ProductMeter, usage: Usage) -> LineDraft:
         amount_minor=amount,
         meter_id=meter.id,
         consumed_units=usage.quantity,
-        free_threshold=product_meter.free_threshold,
+        free_threshold=free_threshold,
         free_units=free_used,
         chargeable_units=chargeable,
         unit_price=price,
@@ -203,14 +212,16 @@ def draft_lines(
     usage: dict[str, Usage],
     credit_lines: Iterable[CreditLine] = (),
     overage_charges: Iterable[OverageCharge] = (),
+    *,
+    quantity: int = 1,
 ) -> list[LineDraft]:
-    """The invoice for one period: the fixed fee, one line per attached meter (priced, or billed
-    in credits), then any credit overage charged at billing."""
+    """The invoice for one period: the fixed fee (times the seats), one line per attached meter
+    (priced, or billed in credits), then any credit overage charged at billing."""
     lines = [
         LineDraft(
             kind=LineKind.FIXED_FEE,
-            description=f"{product.name}: fixed fee",
-            amount_minor=product.fixed_price_minor,
+            description=f"{product.name}: fixed fee" + (f" x {quantity}" if quantity != 1 else ""),
+            amount_minor=product.fixed_price_minor * quantity,
         )
     ]
     in_credits = {line.product_meter.meter_id: line for line in credit_lines}
@@ -400,7 +411,14 @@ def period_lines(
             if pm.credit_entitlement_id is None
         }
         all_lines.append(
-            draft_lines(subscription.product, meters, priced, credit_lines, overage_charges)
+            draft_lines(
+                subscription.product,
+                meters,
+                priced,
+                credit_lines,
+                overage_charges,
+                quantity=subscription.quantity,
+            )
         )
     return all_lines
 
@@ -429,6 +447,46 @@ def preview_lines(subscription: Subscription, period: Period, *, now: datetime) 
     """The lines `period` would be invoiced with if it closed now, nothing written: the upcoming
     invoice, a draft as it stands, the base of a reissue."""
     return _dry_run([(subscription, period)], _Catalogue.of([subscription]), now=now)[0]
+
+
+def early_close_lines(
+    subscription: Subscription,
+    period: Period,
+    *,
+    fixed_fee: LineDraft,
+    threshold_fraction: Decimal,
+) -> list[LineDraft]:
+    """The lines of a period that ends early (a plan change or a cancellation now), nothing
+    written: `fixed_fee` as the caller priced it, then each meter's usage in `period` at the
+    current product's prices, its free threshold scaled by `threshold_fraction` and rounded
+    down to whole units. A free trial stays free. Products billed in money only (the caller
+    refuses credits)."""
+    catalogue = _Catalogue.of([subscription])
+    usage = _usage_for([(subscription, period)], catalogue.product_meters)
+    meters = catalogue.product_meters[subscription.product_id]
+    measured = {pm.meter_id: usage[subscription.subscription_id, pm.meter_id] for pm in meters}
+    if subscription.is_trial(period.index):
+        return trial_lines(subscription.product, meters, measured)
+    return [
+        fixed_fee,
+        *(
+            usage_line(
+                pm,
+                measured[pm.meter_id],
+                free_threshold=int(pm.free_threshold * threshold_fraction),
+            )
+            for pm in meters
+        ),
+    ]
+
+
+def uses_credits(subscription: Subscription) -> bool:
+    return _Catalogue.of([subscription]).uses_credits(subscription)
+
+
+def oldest_drafts(subscription: Subscription) -> list[Invoice]:
+    """The subscription's oldest draft, locked (the subscription must be locked already)."""
+    return _oldest_drafts([subscription], Q())
 
 
 def grace_period(product: Product) -> timedelta:
@@ -464,16 +522,65 @@ def _close(subscriptions: list[Subscription], *, now: datetime) -> list[Invoice]
     invoices = _write_invoices([(s, p, computed[s.subscription_id]) for s, p in items], now=now)
     finalized = {s.subscription_id for s, _ in final}
     _advance(subscriptions, finalized=finalized)
+    changed = apply_scheduled_changes(subscriptions)
     # Outbox rows in this transaction: the webhooks go out only if the batch commits.
     webhook_events.invoices_created(invoices)
     webhook_events.invoices_finalized([i for i in invoices if i.status == InvoiceStatus.ISSUED])
     webhook_events.subscriptions_renewed(
         [s for s in subscriptions if s.status == SubscriptionStatus.ACTIVE]
     )
+    webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_PLAN_CHANGED, changed)
     for subscription in subscriptions:
         if subscription.subscription_id in finalized:
             _grant_next_period(subscription, subscription.period_index, catalogue, now=now)
     return invoices
+
+
+def apply_scheduled_changes(subscriptions: list[Subscription]) -> list[Subscription]:
+    """Put the subscriptions that just moved to a new period on their scheduled plan: the new
+    period starts a new cycle of the new product there (its interval, its prices; the period
+    just closed was invoiced at the old ones). One query when none has a schedule; a cancelled
+    subscription's schedule is dropped. Returns the changed subscriptions."""
+    by_id = {s.subscription_id: s for s in subscriptions}
+    schedules = list(
+        ScheduledPlanChange.objects.filter(subscription_id__in=by_id).select_related("product")
+    )
+    changed = []
+    for schedule in schedules:
+        subscription = by_id[schedule.subscription_id]
+        if subscription.status != SubscriptionStatus.ACTIVE:
+            continue
+        before = {"product_id": subscription.product_id, "quantity": subscription.quantity}
+        subscription.product = schedule.product
+        subscription.quantity = schedule.quantity
+        subscription.interval_unit = schedule.product.interval_unit
+        subscription.interval_count = schedule.product.interval_count
+        subscription.cycle_anchor = subscription.current_period_start
+        subscription.cycle_offset = subscription.period_index
+        subscription.current_period_end = subscription.period(subscription.period_index).end
+        subscription.save(
+            update_fields=[
+                "product",
+                "quantity",
+                "interval_unit",
+                "interval_count",
+                "cycle_anchor",
+                "cycle_offset",
+                "current_period_end",
+            ]
+        )
+        audit_log.record(
+            object_type="products.subscription",
+            object_id=subscription.subscription_id,
+            action=Action.PLAN_CHANGED,
+            before=before,
+            after={"product_id": subscription.product_id, "quantity": subscription.quantity},
+            details={"at": subscription.current_period_start.isoformat(), "scheduled": True},
+        )
+        changed.append(subscription)
+    if schedules:
+        ScheduledPlanChange.objects.filter(pk__in=[s.pk for s in schedules]).delete()
+    return changed
 
 
 def _grant_next_period(

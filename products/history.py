@@ -60,9 +60,19 @@ def usage_history(
     last_index = subscription.period_index
     if subscription.status != SubscriptionStatus.ACTIVE:
         last_index -= 1  # a cancelled subscription has no open period
+    # A period that ended early (a plan change or a cancellation now) is known from its
+    # invoice only: the invoice's window wins over the cycle's formula.
+    billed = {
+        index: Period(index, period_start, period_end)
+        for index, period_start, period_end in subscription.invoices.filter(
+            kind=InvoiceKind.INVOICE
+        )
+        .exclude(status=InvoiceStatus.VOID)
+        .values_list("period_index", "period_start", "period_end")
+    }
     periods = [
         period
-        for period in (subscription.period(i) for i in range(last_index, -1, -1))
+        for period in (billed.get(i) or subscription.period(i) for i in range(last_index, -1, -1))
         if _overlaps(period, start, end)
     ]
     periods = periods[offset : None if limit is None else offset + limit]

@@ -12,6 +12,7 @@ from billing_site.ids import (
     new_customer_id,
     new_invoice_id,
     new_product_id,
+    new_scheduled_change_id,
     new_subscription_id,
 )
 from billing_site.jsonutil import ExactJSONDecoder, ExactJSONEncoder
@@ -160,6 +161,14 @@ class Subscription(models.Model):
 
     With `trial_period_days` N > 0, period 0 is the free trial [anchor, anchor + N days) and the
     paid periods are counted from its end: period k >= 1 is interval number k - 1 from there.
+
+    A plan change or cancellation that takes effect now ends the current period early (its
+    invoice records the short period) and re-anchors the cycle: `cycle_anchor` is the change
+    moment and `cycle_offset` the index of the period that starts there, so period k >=
+    `cycle_offset` is interval number k - `cycle_offset` from `cycle_anchor`. Indexes keep
+    growing (one invoice per index), `anchor` stays the start of all billed history (ingestion
+    refuses events in [anchor, finalized_until)), and periods before `cycle_offset` are known
+    from their invoices only.
     """
 
     subscription_id = models.CharField(
@@ -178,6 +187,10 @@ class Subscription(models.Model):
     current_period_start = models.DateTimeField()
     current_period_end = models.DateTimeField()
     finalized_until = models.DateTimeField(null=True, blank=True, editable=False)
+    cycle_anchor = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Where the cycle restarted last."
+    )
+    cycle_offset = models.PositiveIntegerField(default=0, editable=False)
     trial_period_days = models.PositiveIntegerField(default=0)
     cancel_at_next_billing_date = models.BooleanField(default=False)
     cancelled_at = models.DateTimeField(null=True, blank=True)
@@ -227,6 +240,13 @@ class Subscription(models.Model):
         return index == 0 and self.trial_period_days > 0
 
     def period(self, index: int) -> Period:
+        if self.cycle_anchor is not None and index >= self.cycle_offset:
+            k = index - self.cycle_offset
+            return Period(
+                index,
+                period_start(self.cycle_anchor, self.interval, k),
+                period_start(self.cycle_anchor, self.interval, k + 1),
+            )
         trial_end = self.trial_end
         if trial_end is None:
             start = period_start(self.anchor, self.interval, index)
@@ -235,6 +255,26 @@ class Subscription(models.Model):
             return Period(0, self.anchor, trial_end)
         start = period_start(trial_end, self.interval, index - 1)
         return Period(index, start, period_start(trial_end, self.interval, index))
+
+
+class ScheduledPlanChange(models.Model):
+    """A plan change waiting for the end of the current period (`effective_at:
+    next_billing_date`): the billing cycle applies it when it closes that period, as the new
+    cycle of the new product starting there. At most one per subscription; a new one replaces
+    it, `DELETE .../change-plan/scheduled` removes it."""
+
+    id = models.CharField(
+        primary_key=True, max_length=64, default=new_scheduled_change_id, editable=False
+    )
+    subscription = models.OneToOneField(
+        Subscription, on_delete=models.CASCADE, related_name="scheduled_change"
+    )
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    quantity = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id} -> {self.product_id}"
 
 
 class InvoiceStatus(models.TextChoices):

@@ -654,8 +654,9 @@ def update_subscription(
     `cancel_at_next_billing_date: true`, or an earlier one)."""
     if status is not None and status != subscription.status:
         message = (
-            "Changing status directly is not supported; set cancel_at_next_billing_date to end "
-            "the subscription when its current period is invoiced."
+            "Only status 'cancelled' (cancel now, with a final invoice) can be set here; "
+            "set cancel_at_next_billing_date to end the subscription when its current period "
+            "is invoiced."
         )
         raise UnsupportedAction(message, errors=[{"field": "status", "message": message}])
     cancelling = (

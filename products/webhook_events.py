@@ -1,4 +1,4 @@
-"""The billing cycle's webhook events: invoice.created and subscription.renewed.
+"""The billing cycle's webhook events: invoice.created and the subscription events.
 
 products/billing.py calls these inside the transaction that closed the periods; the payloads are
 the API's own representations (products/wire.py), handed to the generic outbox.
@@ -55,16 +55,22 @@ def invoice_changed(event_type: str, invoices: list[Invoice]) -> None:
 
 
 def subscriptions_renewed(subscriptions: list[Subscription]) -> None:
-    """subscription.renewed for each subscription that moved to its next period; data is the
-    subscription as GET /api/subscriptions/{id} shows it (read back, so in its new period), plus
-    Dodo's webhook-only `past_due_ends_at` and `payment_id` (null: no payments here).
+    """subscription.renewed for each subscription that moved to its next period; see
+    `subscriptions_changed`."""
+    subscriptions_changed(EventType.SUBSCRIPTION_RENEWED, subscriptions)
 
-    Call it inside the transaction that advanced them. A constant number of queries however many
+
+def subscriptions_changed(event_type: str, subscriptions: list[Subscription]) -> None:
+    """A subscription event (renewed, plan_changed, cancelled) for each subscription; data is
+    the subscription as GET /api/subscriptions/{id} shows it (read back, so in its new state),
+    plus Dodo's webhook-only `past_due_ends_at` and `payment_id` (null: no payments here).
+
+    Call it inside the transaction that changed them. A constant number of queries however many
     subscriptions: one when nobody listens, at most nine otherwise.
     """
     if not subscriptions:
         return
-    endpoint_ids = subscribed_endpoint_ids(EventType.SUBSCRIPTION_RENEWED)
+    endpoint_ids = subscribed_endpoint_ids(event_type)
     if not endpoint_ids:
         return
     ids = [subscription.pk for subscription in subscriptions]
@@ -74,7 +80,7 @@ def subscriptions_renewed(subscriptions: list[Subscription]) -> None:
     )
     by_id = fresh.in_bulk(ids)
     emit(
-        EventType.SUBSCRIPTION_RENEWED,
+        event_type,
         [
             {**subscription_data(by_id[pk]), "past_due_ends_at": None, "payment_id": None}
             for pk in ids

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 
 from billing_site.periods import Period
 from billing_site.wire import decimal_text, timestamp_text
@@ -18,7 +19,7 @@ from products.models import Customer, Invoice, Product, ProductMeter, Subscripti
 
 # What subscription_data reads, for select_related / prefetch_related: a page of subscriptions
 # (or a batch of webhooks) renders in a fixed number of queries, balances included.
-SUBSCRIPTION_RELATED = ("customer", "product")
+SUBSCRIPTION_RELATED = ("customer", "product", "scheduled_change__product")
 SUBSCRIPTION_PREFETCH = (
     "product__product_meters__meter",
     "product__credit_entitlements__credit_entitlement",
@@ -237,6 +238,25 @@ def subscription_data(subscription: Subscription) -> dict:
         "has_payment_method": False,
         "tax_inclusive": bool(product.tax_inclusive),
         "trial_period_days": subscription.trial_period_days,
+        "scheduled_change": scheduled_change_data(subscription),
+    }
+
+
+def scheduled_change_data(subscription: Subscription) -> dict | None:
+    """Dodo's `ScheduledPlanChange`: what the next period close will switch to, or null."""
+    try:
+        schedule = subscription.scheduled_change
+    except ObjectDoesNotExist:
+        return None
+    return {
+        "id": schedule.id,
+        "product_id": schedule.product_id,
+        "product_name": schedule.product.name,
+        "product_description": schedule.product.description,
+        "quantity": schedule.quantity,
+        "addons": [],
+        "created_at": timestamp_text(schedule.created_at),
+        "effective_at": timestamp_text(subscription.current_period_end),
     }
 
 

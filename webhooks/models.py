@@ -31,6 +31,8 @@ class EventType(models.TextChoices):
     CREDIT_MANUAL_ADJUSTMENT = "credit.manual_adjustment", "credit.manual_adjustment"
     CREDIT_BALANCE_LOW = "credit.balance_low", "credit.balance_low"
     SUBSCRIPTION_RENEWED = "subscription.renewed", "subscription.renewed"
+    SUBSCRIPTION_PLAN_CHANGED = "subscription.plan_changed", "subscription.plan_changed"
+    SUBSCRIPTION_CANCELLED = "subscription.cancelled", "subscription.cancelled"
     INVOICE_CREATED = "invoice.created", "invoice.created"
     # Extensions (not Dodo's types): the invoice lifecycle of products/invoices.py.
     INVOICE_FINALIZED = "invoice.finalized", "invoice.finalized"

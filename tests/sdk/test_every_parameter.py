@@ -16,7 +16,7 @@ import pytest
 from dodopayments import types as t
 from dodopayments.types import credit_entitlements as ct
 
-from products.models import Subscription
+from products.models import Invoice, Subscription
 
 MISSING = object()
 
@@ -63,6 +63,15 @@ class Ctx:
         self.other = client.customers.create(email="bob@example.com", name="Bob")
         self.edited = client.customers.create(email="ed@example.com", name="Ed")
         self.subscription = client.subscriptions.create(**self.subscription_args())
+        # Plan changes get their own subscription (of another customer) and target product.
+        # (the products.update probes give self.product credits, which plan changes refuse).
+        self.plus = client.products.create(**self.product_args(name="Plus"))
+        basic = client.products.create(**self.product_args(name="Basic"))
+        self.changing = client.subscriptions.create(
+            **self.subscription_args(
+                customer={"customer_id": self.edited.customer_id}, product_id=basic.product_id
+            )
+        )
         stamps = [self.now - timedelta(minutes=m) for m in (3, 2, 1)]
         client.usage_events.ingest(
             events=[
@@ -326,6 +335,46 @@ def subscription_update_probes() -> dict:
     }
 
 
+def change_plan_probes(preview: bool) -> dict:
+    """Both routes share one body. The change answers no subscription: the probe reads it back;
+    the preview answers `new_plan` and its `immediate_charge`."""
+
+    def plan(result):
+        return result.new_plan if preview else result
+
+    def fee_line(result, ctx):
+        if preview:
+            return result.immediate_charge.line_items[0].name
+        invoice = Invoice.objects.filter(subscription_id=ctx.changing.subscription_id).latest(
+            "period_index"
+        )
+        return invoice.lines.get(kind="fixed_fee").description
+
+    return {
+        "product_id": Applied(MISSING, lambda r, c, **_: plan(r).product_id == c.plus.product_id),
+        "quantity": Applied(3, lambda r, c, **_: plan(r).quantity == 3),
+        "proration_billing_mode": Applied(
+            "full_immediately", lambda r, c, **_: fee_line(r, c).endswith(": fixed fee")
+        ),
+        "effective_at": Applied(
+            "immediately", lambda r, c, **_: plan(r).previous_billing_date > c.now
+        ),
+        "adaptive_currency_fees_inclusive": Refused(True, neutral=None),
+        "addons": Refused([{"addon_id": "adn_1", "quantity": 1}], neutral=[]),
+        "cancel_older_payment_link": Refused(True, neutral=False),
+        # Replaces a scheduled change (tests/sdk/test_plan_changes.py); with none, no-op.
+        "cancel_scheduled_change_plan": Applied(
+            True, lambda r, c, **_: plan(r).scheduled_change is None
+        ),
+        "collect_via_payment_link": Refused(True, neutral=False),
+        "discount_code": Refused("SAVE10", neutral=None),
+        "discount_codes": Refused(["SAVE10"], neutral=[]),
+        "metadata": Refused({"k": 1}, neutral={}),
+        "on_payment_failure": Refused("apply_change", neutral=None),
+        "return_url": Refused("https://example.com/done", neutral=None),
+    }
+
+
 def entitlement_probes(update: bool) -> dict:
     probes = {
         "name": Applied("Updated credits" if update else "Created credits", echo()),
@@ -405,6 +454,17 @@ def call_with(ctx: Ctx, method: str, name: str, value, extra: dict):
             return c.subscriptions.update(ctx.subscription.subscription_id, **kwargs)
         case "subscriptions.list":
             return c.subscriptions.list(**kwargs)
+        case "subscriptions.change_plan" | "subscriptions.preview_change_plan":
+            body = {
+                "product_id": ctx.plus.product_id,
+                "quantity": 1,
+                "proration_billing_mode": "do_not_bill",
+                **kwargs,
+            }
+            if method == "subscriptions.preview_change_plan":
+                return c.subscriptions.preview_change_plan(ctx.changing.subscription_id, **body)
+            c.subscriptions.change_plan(ctx.changing.subscription_id, **body)
+            return c.subscriptions.retrieve(ctx.changing.subscription_id)
         case "subscriptions.retrieve":
             return c.subscriptions.retrieve(ctx.subscription.subscription_id, **kwargs)
         case "subscriptions.retrieve_usage_history":
@@ -555,6 +615,11 @@ def method_table(ctx: Ctx) -> dict:
         ),
         "subscriptions.create": (t.SubscriptionCreateParams, subscription_create_probes()),
         "subscriptions.update": (t.SubscriptionUpdateParams, subscription_update_probes()),
+        "subscriptions.change_plan": (t.SubscriptionChangePlanParams, change_plan_probes(False)),
+        "subscriptions.preview_change_plan": (
+            t.SubscriptionPreviewChangePlanParams,
+            change_plan_probes(True),
+        ),
         "subscriptions.list": (
             t.SubscriptionListParams,
             list_probes(

@@ -1,0 +1,484 @@
+"""Subscriptions that change now: a plan change or a cancellation that takes effect at once.
+
+Both end the current period at the change moment with a final invoice for it (usage so far at
+the old product's prices, free thresholds and the fixed fee as the mode says), then the
+subscription either starts a new cycle at that moment on the new product or ends. Lock order,
+as the period close: the subscription row, then the customer's ingest slots (exclusive), so an
+event before the moment is on that invoice or refused, and one at or after it is the new
+period's. The preview runs the very same change in a savepoint that is rolled back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+
+from audit import log as audit_log
+from audit.models import Action
+from billing_site.errors import Conflict, InvalidInput, NotFound
+from billing_site.locks import lock_customer_slots
+from billing_site.money import round_minor
+from billing_site.periods import Period
+from products import billing, webhook_events
+from products.billing import LineDraft
+from products.models import (
+    Invoice,
+    InvoiceStatus,
+    LineKind,
+    Product,
+    ScheduledPlanChange,
+    Subscription,
+    SubscriptionStatus,
+)
+from webhooks.models import EventType
+
+PRORATION_MODES = (
+    "prorated_immediately",
+    "full_immediately",
+    "difference_immediately",
+    "do_not_bill",
+    "prorated_immediately_keep_cycle",
+)
+# Fixed fees are billed in arrears here (at the end of the period they pay for), so the two
+# modes that settle the *next* plan's fee in advance have no meaning yet: refused by name.
+UNSUPPORTED_MODES = {
+    "difference_immediately": "charges the new plan's price difference in advance",
+    "prorated_immediately_keep_cycle": "keeps the billing date with a prorated advance charge",
+}
+
+
+class SubscriptionNotActive(Conflict):
+    code = "SUBSCRIPTION_NOT_ACTIVE"
+
+
+class ScheduledChangeExists(Conflict):
+    code = "SCHEDULED_PLAN_CHANGE_EXISTS"
+
+
+class ConcurrentChange(Conflict):
+    """Another change took effect at or after this one's moment while it waited for the lock."""
+
+    code = "SUBSCRIPTION_CHANGED_CONCURRENTLY"
+
+
+def _fail(field: str, message: str, code: str = "INVALID_REQUEST_BODY") -> InvalidInput:
+    return InvalidInput(message, errors=[{"field": field, "message": message}], code=code)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a subscription was on: the product, its seats, the fixed fee per seat."""
+
+    product_id: str
+    quantity: int
+    unit_price: int
+
+    @classmethod
+    def of(cls, subscription: Subscription) -> Plan:
+        return cls(
+            subscription.product_id,
+            subscription.quantity,
+            subscription.product.fixed_price_minor,
+        )
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    subscription: Subscription
+    old_plan: Plan
+    invoice: Invoice
+    period: Period  # the period that ended at the change
+    proration_factor: Decimal  # the share of that period that was used
+    lines: list[LineDraft]
+
+
+def elapsed_fraction(period: Period, moment: datetime) -> Decimal:
+    """The share of `period` before `moment`, to the second (exact decimal, never a float)."""
+    second = timedelta(seconds=1)
+    total = (period.end - period.start) // second
+    return Decimal((moment - period.start) // second) / Decimal(total)
+
+
+def fixed_fee_line(subscription: Subscription, fraction: Decimal, mode: str) -> LineDraft:
+    """The old plan's fee for the short period: prorated to the second, in full, or nothing."""
+    fee = subscription.product.fixed_price_minor * subscription.quantity
+    name = subscription.product.name
+    if mode == "full_immediately":
+        return LineDraft(LineKind.FIXED_FEE, f"{name}: fixed fee", fee)
+    if mode == "do_not_bill":
+        return LineDraft(LineKind.FIXED_FEE, f"{name}: fixed fee, not billed (plan change)", 0)
+    return LineDraft(
+        LineKind.FIXED_FEE,
+        f"{name}: fixed fee, prorated {fraction:.6f} of the period",
+        round_minor(fee * fraction),
+    )
+
+
+def check_plan_change(
+    subscription: Subscription, *, product_id: str, quantity: int, mode: str
+) -> Product:
+    """The new product, or a 422 naming the field that cannot be applied; nothing written."""
+    if mode in UNSUPPORTED_MODES:
+        raise _fail(
+            "proration_billing_mode",
+            f"{mode} ({UNSUPPORTED_MODES[mode]}) is not supported: fixed fees are billed at the "
+            "end of their period here. Use prorated_immediately, full_immediately or do_not_bill.",
+            "UNSUPPORTED_PRORATION_MODE",
+        )
+    if mode not in PRORATION_MODES:
+        raise _fail("proration_billing_mode", f"Unknown proration mode {mode!r}.")
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+        raise _fail("quantity", "Must be an integer of at least 1.", "INVALID_QUANTITY")
+    product = Product.objects.filter(pk=product_id).first()
+    if product is None:
+        raise _fail("product_id", f"No product {product_id!r}.")
+    if product.archived_at is not None:
+        raise _fail("product_id", "The product is archived.")
+    if product.currency != subscription.product.currency:
+        raise _fail(
+            "product_id",
+            f"The product is priced in {product.currency}, the subscription in "
+            f"{subscription.product.currency}: changing currency is not supported.",
+            "CURRENCY_CHANGE_NOT_SUPPORTED",
+        )
+    probe = Subscription(product=product, customer_id=subscription.customer_id)
+    if billing.uses_credits(probe) or billing.uses_credits(subscription):
+        raise _fail(
+            "product_id",
+            "Plan changes of products with credits are not supported yet.",
+            "PLAN_CHANGE_NOT_SUPPORTED",
+        )
+    return product
+
+
+def _locked(subscription_id: str, *, now: datetime) -> Subscription:
+    """The subscription locked, its due periods closed and its drafts finalized first: the
+    change must start from a current period that contains `now`, and a draft is recomputed at
+    finalization from the subscription's product, which is about to change."""
+    # Lock the row alone, then read it with its product: a locking read joined to the product
+    # would drop the row when a concurrent change it waited for had moved it to another product.
+    locked = Subscription.objects.select_for_update(no_key=True).filter(pk=subscription_id)
+    if not locked.values_list("pk", flat=True):
+        raise NotFound(f"No subscription {subscription_id}.")
+    subscription = Subscription.objects.select_related("product", "customer").get(
+        pk=subscription_id
+    )
+    if subscription.status != SubscriptionStatus.ACTIVE:
+        raise SubscriptionNotActive(f"Subscription {subscription_id} is {subscription.status}.")
+    while subscription.current_period_end <= now:
+        billing.close_period(subscription_id, now=now)
+        subscription.refresh_from_db()
+        if subscription.status != SubscriptionStatus.ACTIVE:
+            raise SubscriptionNotActive(f"Subscription {subscription_id} ended at its period end.")
+    if subscription.current_period_start >= now:
+        raise ConcurrentChange(
+            f"Subscription {subscription_id} changed at {subscription.current_period_start}, "
+            "not before this request's moment; read it again and retry."
+        )
+    while drafts := billing.oldest_drafts(subscription):
+        billing.finalize_drafts(drafts, now=now)
+    return subscription
+
+
+def _end_period_now(
+    subscription: Subscription, *, fee_mode: str, now: datetime
+) -> tuple[Invoice, Period, Decimal, list[LineDraft]]:
+    """Invoice the current period as ending at `now` (final at once, numbered), and mark
+    everything before `now` invoiced. The caller moves the subscription on."""
+    lock_customer_slots([subscription.customer_id], shared=False)
+    current = subscription.period(subscription.period_index)
+    short = Period(current.index, current.start, now)
+    fraction = elapsed_fraction(current, now)
+    lines = billing.early_close_lines(
+        subscription,
+        short,
+        fixed_fee=fixed_fee_line(subscription, fraction, fee_mode),
+        threshold_fraction=fraction,
+    )
+    [number] = billing.take_invoice_numbers(1, year=now.year)
+    invoice = Invoice.objects.create(
+        subscription=subscription,
+        customer_id=subscription.customer_id,
+        period_index=short.index,
+        period_start=short.start,
+        period_end=short.end,
+        currency=subscription.product.currency,
+        total_minor=sum(line.amount_minor for line in lines),
+        created_at=now,
+        status=InvoiceStatus.ISSUED,
+        issued_at=now,
+        number=number,
+    )
+    billing.write_lines([(invoice, lines)])
+    webhook_events.invoices_created([invoice])
+    webhook_events.invoices_finalized([invoice])
+    return invoice, short, fraction, lines
+
+
+def _state(subscription: Subscription) -> dict:
+    return {
+        "product_id": subscription.product_id,
+        "quantity": subscription.quantity,
+        "status": subscription.status,
+        "current_period_start": subscription.current_period_start.isoformat(),
+        "current_period_end": subscription.current_period_end.isoformat(),
+    }
+
+
+def _take_schedule(subscription: Subscription, *, replace: bool) -> None:
+    """Remove the subscription's scheduled change for the one being made, if asked to."""
+    schedule = ScheduledPlanChange.objects.filter(subscription=subscription).first()
+    if schedule is None:
+        return
+    if not replace:
+        message = (
+            f"A plan change to {schedule.product_id} is scheduled for the next billing date; "
+            "send cancel_scheduled_change_plan: true to replace it, or cancel it first."
+        )
+        raise ScheduledChangeExists(
+            message, errors=[{"field": "cancel_scheduled_change_plan", "message": message}]
+        )
+    schedule.delete()
+
+
+def _apply_change(
+    subscription_id: str,
+    *,
+    product_id: str,
+    quantity: int,
+    mode: str,
+    now: datetime,
+    replace: bool = False,
+) -> ChangeResult:
+    subscription = _locked(subscription_id, now=now)
+    product = check_plan_change(subscription, product_id=product_id, quantity=quantity, mode=mode)
+    _take_schedule(subscription, replace=replace)
+    before = _state(subscription)
+    old_plan = Plan.of(subscription)
+    invoice, short, fraction, lines = _end_period_now(subscription, fee_mode=mode, now=now)
+    subscription.product = product
+    subscription.quantity = quantity
+    subscription.interval_unit = product.interval.unit
+    subscription.interval_count = product.interval.count
+    subscription.cycle_anchor = now
+    subscription.cycle_offset = short.index + 1
+    following = subscription.period(short.index + 1)
+    subscription.period_index = following.index
+    subscription.current_period_start = following.start
+    subscription.current_period_end = following.end
+    subscription.finalized_until = now
+    subscription.save(
+        update_fields=[
+            "product",
+            "quantity",
+            "interval_unit",
+            "interval_count",
+            "cycle_anchor",
+            "cycle_offset",
+            "period_index",
+            "current_period_start",
+            "current_period_end",
+            "finalized_until",
+        ]
+    )
+    audit_log.record(
+        object_type="products.subscription",
+        object_id=subscription.subscription_id,
+        action=Action.PLAN_CHANGED,
+        before=before,
+        after=_state(subscription),
+        details={
+            "at": now.isoformat(),
+            "proration_billing_mode": mode,
+            "invoice_id": invoice.invoice_id,
+        },
+    )
+    webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_PLAN_CHANGED, [subscription])
+    return ChangeResult(subscription, old_plan, invoice, short, fraction, lines)
+
+
+def change_plan(
+    subscription_id: str,
+    *,
+    product_id: str,
+    quantity: int,
+    mode: str,
+    now: datetime,
+    replace: bool = False,
+) -> ChangeResult:
+    """Move the subscription to `product_id` now: its current period ends at `now` with a final
+    invoice, and a new cycle of the new product (its interval) starts at `now`. A scheduled
+    change is replaced only with `replace` (else a 409)."""
+    with transaction.atomic():
+        return _apply_change(
+            subscription_id,
+            product_id=product_id,
+            quantity=quantity,
+            mode=mode,
+            now=now,
+            replace=replace,
+        )
+
+
+def schedule_plan_change(
+    subscription_id: str,
+    *,
+    product_id: str,
+    quantity: int,
+    mode: str,
+    now: datetime,
+    replace: bool = False,
+) -> ScheduledPlanChange:
+    """Record a change for the end of the current period (`effective_at: next_billing_date`);
+    the billing cycle applies it when it closes that period. Nothing is prorated: the period
+    is billed in full at the old plan. An existing schedule is replaced only with `replace`."""
+    with transaction.atomic():
+        subscription = _locked(subscription_id, now=now)
+        product = check_plan_change(
+            subscription, product_id=product_id, quantity=quantity, mode=mode
+        )
+        if subscription.cancel_at_next_billing_date:
+            raise SubscriptionNotActive(
+                f"Subscription {subscription_id} ends at its next billing date: nothing to change."
+            )
+        _take_schedule(subscription, replace=replace)
+        schedule = ScheduledPlanChange.objects.create(
+            subscription=subscription, product=product, quantity=quantity, created_at=now
+        )
+        audit_log.record(
+            object_type="products.subscription",
+            object_id=subscription.subscription_id,
+            action=Action.PLAN_CHANGE_SCHEDULED,
+            before=_state(subscription),
+            after=_state(subscription),
+            details={"product_id": product.pk, "quantity": quantity, "schedule_id": schedule.pk},
+        )
+        return schedule
+
+
+def cancel_scheduled_change(subscription_id: str) -> None:
+    """Remove the subscription's scheduled change (404 when there is none)."""
+    with transaction.atomic():
+        Subscription.objects.select_for_update(no_key=True).filter(pk=subscription_id).exists()
+        schedule = ScheduledPlanChange.objects.filter(subscription_id=subscription_id).first()
+        if schedule is None:
+            raise NotFound(f"Subscription {subscription_id} has no scheduled plan change.")
+        schedule.delete()
+        audit_log.record(
+            object_type="products.subscription",
+            object_id=subscription_id,
+            action=Action.PLAN_CHANGE_CANCELLED,
+            before={"product_id": schedule.product_id, "quantity": schedule.quantity},
+            after=None,
+        )
+
+
+class _Preview(Exception):
+    def __init__(self, result, new_plan: dict):
+        self.result = result
+        self.new_plan = new_plan
+
+
+def preview_schedule(
+    subscription_id: str,
+    *,
+    product_id: str,
+    quantity: int,
+    mode: str,
+    now: datetime,
+    render,
+    replace: bool = False,
+) -> tuple[ScheduledPlanChange, dict]:
+    """What `schedule_plan_change` would record, nothing kept (a rolled-back savepoint)."""
+    try:
+        with transaction.atomic():
+            schedule = schedule_plan_change(
+                subscription_id,
+                product_id=product_id,
+                quantity=quantity,
+                mode=mode,
+                now=now,
+                replace=replace,
+            )
+            raise _Preview(schedule, render(subscription_id))
+    except _Preview as preview:
+        return preview.result, preview.new_plan
+
+
+def preview_change_plan(
+    subscription_id: str,
+    *,
+    product_id: str,
+    quantity: int,
+    mode: str,
+    now: datetime,
+    render,
+    replace: bool = False,
+) -> tuple[ChangeResult, dict]:
+    """What `change_plan` would do at `now`, nothing kept: the change itself in a savepoint
+    that is rolled back, so the preview is the invoice to the cent. `render` turns the changed
+    subscription into the API's representation before the rollback."""
+    try:
+        with transaction.atomic():
+            result = _apply_change(
+                subscription_id,
+                product_id=product_id,
+                quantity=quantity,
+                mode=mode,
+                now=now,
+                replace=replace,
+            )
+            raise _Preview(result, render(result.subscription.pk))
+    except _Preview as preview:
+        return preview.result, preview.new_plan
+
+
+def cancel_now(
+    subscription_id: str, *, now: datetime, cancel_reason: str | None = None, **comments
+) -> ChangeResult:
+    """End the subscription at `now`: a final invoice for the period so far (the fixed fee
+    prorated to the second, free thresholds prorated), events from `now` on are not billed."""
+    with transaction.atomic():
+        subscription = _locked(subscription_id, now=now)
+        before = _state(subscription)
+        old_plan = Plan.of(subscription)
+        invoice, short, fraction, lines = _end_period_now(
+            subscription, fee_mode="prorated_immediately", now=now
+        )
+        ScheduledPlanChange.objects.filter(subscription=subscription).delete()  # moot now
+        subscription.status = SubscriptionStatus.CANCELLED
+        subscription.cancelled_at = now
+        subscription.cancel_at_next_billing_date = False
+        subscription.cancel_reason = cancel_reason
+        for name, value in comments.items():
+            setattr(subscription, name, value)
+        subscription.period_index = short.index + 1
+        subscription.current_period_start = now
+        subscription.current_period_end = now
+        subscription.finalized_until = now
+        subscription.save(
+            update_fields=[
+                "status",
+                "cancelled_at",
+                "cancel_at_next_billing_date",
+                "cancel_reason",
+                *comments,
+                "period_index",
+                "current_period_start",
+                "current_period_end",
+                "finalized_until",
+            ]
+        )
+        audit_log.record(
+            object_type="products.subscription",
+            object_id=subscription.subscription_id,
+            action=Action.CANCELLED,
+            before=before,
+            after=_state(subscription),
+            details={"invoice_id": invoice.invoice_id, "cancel_reason": cancel_reason},
+        )
+        webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_CANCELLED, [subscription])
+        return ChangeResult(subscription, old_plan, invoice, short, fraction, lines)
