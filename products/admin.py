@@ -283,10 +283,10 @@ def plan_history_rows(subscription: Subscription) -> list[tuple[str, str, int]]:
             first["quantity"] if first else subscription.quantity,
         )
     ]
-    plans += [
-        (c.details.get("at", c.created_at.isoformat()), c.after["product_id"], c.after["quantity"])
-        for c in changes
-    ]
+    for change in changes:
+        after = change.after or {}  # a plan change always logs the plan it moved to
+        at = change.details.get("at", change.created_at.isoformat())
+        plans.append((at, after.get("product_id"), after.get("quantity")))
     names = dict(Product.objects.filter(pk__in={p for _, p, _ in plans}).values_list("pk", "name"))
     return [(at, f"{names.get(p, p)} ({p})", quantity) for at, p, quantity in plans]
 

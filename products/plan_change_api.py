@@ -3,6 +3,8 @@ products/plan_changes.py)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -109,7 +111,8 @@ def immediate_charge(result: plan_changes.ChangeResult) -> dict:
                     "units_consumed": decimal_text(line.consumed_units),
                     "free_threshold": line.free_threshold,
                     "chargeable_units": decimal_text(line.chargeable_units),
-                    "price_per_unit": decimal_text(line.unit_price),
+                    # A tiered line has no single price (its tiers are on the invoice): 0.
+                    "price_per_unit": decimal_text(line.unit_price or Decimal(0)),
                     "subtotal": line.amount_minor,
                     "tax_inclusive": False,
                     "tax": 0,
