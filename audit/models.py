@@ -25,6 +25,10 @@ class Action(models.TextChoices):
     VOIDED = "voided"
     REISSUED = "reissued"
     CREDIT_NOTE_ISSUED = "credit_note_issued"
+    PAYMENT_RETRIED = "payment_retried"
+    REFUNDED = "refunded"
+    PUT_ON_HOLD = "put_on_hold"
+    REACTIVATED = "reactivated"
 
 
 class ActorKind(models.TextChoices):

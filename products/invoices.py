@@ -18,7 +18,7 @@ from audit import log as audit_log
 from audit.models import Action
 from billing_site.errors import Conflict, InvalidInput, NotFound
 from billing_site.locks import lock_customer_slots
-from products import billing, webhook_events
+from products import billing, payment_outbox, webhook_events
 from products.billing import LineDraft
 from products.models import (
     Invoice,
@@ -296,6 +296,7 @@ def _issue_document(
     document.subscription = subscription
     webhook_events.invoices_created([document])
     webhook_events.invoices_finalized([document])
+    payment_outbox.schedule_first_payments([document], now=now)
     return document
 
 

@@ -1,0 +1,81 @@
+"""Payments API, extensions of Dodo's: `POST /customers/{id}/payment-method-session` (a Stripe
+SetupIntent's client secret for saving a card) and `POST /providers/stripe/webhook`, where Stripe
+reports what happened to charges. The rules are in products/payments.py."""
+
+from __future__ import annotations
+
+import logging
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing_site.api.exceptions import error_body
+from billing_site.errors import InvalidInput
+from products import payments, stripe_provider
+
+logger = logging.getLogger(__name__)
+
+EXTENSION = "Not part of Dodo's API: an extension of this server."
+
+
+class PaymentMethodSessionView(APIView):
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "PaymentMethodSession",
+            {
+                "customer_id": serializers.CharField(),
+                "payment_provider": serializers.CharField(),
+                "provider_customer_id": serializers.CharField(),
+                "setup_intent_id": serializers.CharField(),
+                "client_secret": serializers.CharField(),
+            },
+        ),
+        description="A Stripe SetupIntent for saving the customer's card for automatic charges: "
+        "confirm it with Stripe.js and its client secret. 409 without a payment provider. "
+        + EXTENSION,
+    )
+    def post(self, request, customer_id: str):
+        if request.data:
+            fields = sorted(request.data) if isinstance(request.data, dict) else ["body"]
+            raise InvalidInput.from_errors(
+                [{"field": name, "message": "Is not a field of this request."} for name in fields]
+            )
+        return Response(payments.payment_method_session(customer_id, now=timezone.now()))
+
+
+class StripeWebhookView(APIView):
+    """Called by Stripe, not by API clients: no API key, the signature is the authentication."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=None,
+        responses=inline_serializer("StripeWebhookAnswer", {"outcome": serializers.CharField()}),
+        description="Stripe's events (payment_intent.succeeded, payment_intent.payment_failed, "
+        "charge.refunded, setup_intent.succeeded), verified with STRIPE_WEBHOOK_SECRET and "
+        "applied once each. A bad signature or a timestamp more than 5 minutes off: 400. "
+        + EXTENSION,
+    )
+    def post(self, request):
+        if not payments.provider_enabled():
+            return Response(
+                error_body(
+                    "PAYMENT_PROVIDER_NOT_CONFIGURED", "PAYMENT_PROVIDER is not stripe here."
+                ),
+                status=409,
+            )
+        try:
+            event = stripe_provider.verify_event(
+                request.body, request.headers.get("Stripe-Signature")
+            )
+        except stripe_provider.InvalidSignature as error:
+            logger.warning("refused a Stripe webhook: %s", error)
+            return Response(error_body("INVALID_SIGNATURE", str(error)), status=400)
+        outcome = payments.apply_provider_event(event, now=timezone.now())
+        return Response({"outcome": outcome})
