@@ -327,4 +327,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # The stripe library logs every request and answer at INFO.
+    "loggers": {"stripe": {"level": "WARNING"}},
 }
