@@ -30,7 +30,8 @@ SDK_TYPES = {
 def payment_events() -> list[dict]:
     """The payment-related events written so far, in order, each validated by its SDK type."""
     found = []
-    for stored in WebhookEvent.objects.filter(event_type__in=SDK_TYPES).order_by("created_at", "pk"):
+    stored_events = WebhookEvent.objects.filter(event_type__in=SDK_TYPES)
+    for stored in stored_events.order_by("created_at", "pk"):
         body = json.loads(stored.body)
         SDK_TYPES[stored.event_type].model_validate(body)
         found.append(body)
