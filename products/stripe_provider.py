@@ -162,7 +162,7 @@ def _outcome(intent: Any) -> ChargeOutcome:
         return ChargeOutcome("succeeded", intent.id)
     if status in ("processing", "requires_capture"):
         return ChargeOutcome("processing", intent.id)
-    error = intent.last_payment_error
+    error = _plain(intent.last_payment_error)
     if status in ("requires_action", "requires_confirmation"):
         return ChargeOutcome(
             "failed", intent.id, "authentication_required", "The card asks for authentication."
@@ -170,8 +170,8 @@ def _outcome(intent: Any) -> ChargeOutcome:
     return ChargeOutcome(
         "failed",
         intent.id,
-        (error and (error.get("decline_code") or error.get("code"))) or "payment_failed",
-        (error and error.get("message")) or f"The payment ended as {status}.",
+        error.get("decline_code") or error.get("code") or "payment_failed",
+        error.get("message") or f"The payment ended as {status}.",
     )
 
 
@@ -268,8 +268,15 @@ def find_charge(
     return None
 
 
+def _plain(value: Any) -> dict:
+    """A nested Stripe object as a plain dict (they are neither dicts nor mappings)."""
+    if value is None:
+        return {}
+    return value.to_dict() if hasattr(value, "to_dict") else dict(value)
+
+
 def _metadata(obj: Any) -> dict[str, str]:
-    return dict(obj.metadata or {})
+    return _plain(obj.metadata)
 
 
 def payment_outcome(provider_payment_id: str) -> ChargeOutcome:
