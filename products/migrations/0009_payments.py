@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('products', '0007_invoice_transitions'),
+        ('products', '0008_sdk_compat_fields'),
     ]
 
     operations = [
