@@ -143,6 +143,11 @@ api_patterns = [
         name="customers-payment-method-session",
     ),
     path(
+        "subscriptions/<str:subscription_id>/charge",
+        payment_api.SubscriptionChargeView.as_view(),
+        name="subscriptions-charge",
+    ),
+    path(
         "providers/stripe/webhook",
         payment_api.StripeWebhookView.as_view(),
         name="providers-stripe-webhook",

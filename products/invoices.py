@@ -208,7 +208,7 @@ def credit_note(invoice_id: str, *, lines: object = None, reason: object, now: d
     with transaction.atomic():
         original = _locked(invoice_id)
         _require(original, InvoiceStatus.ISSUED, InvoiceStatus.PAID, doing="credited")
-        if original.kind != InvoiceKind.INVOICE:
+        if original.kind == InvoiceKind.CREDIT_NOTE:
             raise InvoiceStateConflict("A credit note cannot itself be credited.")
         already = -sum(original.credit_notes.values_list("total_minor", flat=True))
         remaining = original.total_minor - already

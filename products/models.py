@@ -252,6 +252,9 @@ class InvoiceStatus(models.TextChoices):
 class InvoiceKind(models.TextChoices):
     INVOICE = "invoice"
     CREDIT_NOTE = "credit_note"
+    # An on-demand charge (POST /api/subscriptions/{id}/charge): its own invoice, dated in the
+    # period it was made in, beside that period's invoice.
+    CHARGE = "charge"
 
 
 class Invoice(models.Model):
@@ -338,6 +341,7 @@ class LineKind(models.TextChoices):
     USAGE = "usage"
     CREDIT_OVERAGE = "credit_overage"
     CREDIT_NOTE = "credit_note"
+    CHARGE = "charge"
 
 
 class InvoiceLine(models.Model):
@@ -459,6 +463,7 @@ class Payment(models.Model):
     card_last_four = models.CharField(max_length=4, null=True, blank=True)
     error_code = models.CharField(max_length=100, null=True, blank=True)
     error_message = models.CharField(max_length=500, null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)

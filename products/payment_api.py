@@ -79,3 +79,35 @@ class StripeWebhookView(APIView):
             return Response(error_body("INVALID_SIGNATURE", str(error)), status=400)
         outcome = payments.apply_provider_event(event, now=timezone.now())
         return Response({"outcome": outcome})
+
+
+class SubscriptionChargeView(APIView):
+    @extend_schema(
+        request=inline_serializer(
+            "SubscriptionCharge",
+            {
+                "product_price": serializers.IntegerField(min_value=1),
+                "product_currency": serializers.CharField(required=False, allow_null=True),
+                "product_description": serializers.CharField(required=False, allow_null=True),
+                "metadata": serializers.DictField(
+                    child=serializers.CharField(), required=False, allow_null=True
+                ),
+                "adaptive_currency_fees_inclusive": serializers.BooleanField(
+                    required=False, allow_null=True
+                ),
+                "customer_balance_config": serializers.DictField(required=False, allow_null=True),
+            },
+        ),
+        responses=inline_serializer(
+            "SubscriptionChargeAnswer", {"payment_id": serializers.CharField()}
+        ),
+        description="Charge an amount now (Dodo's subscriptions.charge): recorded as its own "
+        "invoice (kind charge) and collected through the payment provider after the answer; "
+        "the outcome comes as payment.succeeded or payment.failed. 409 without a provider.",
+    )
+    def post(self, request, subscription_id: str):
+        body = request.data if isinstance(request.data, dict) else None
+        if body is None:
+            raise InvalidInput.from_errors([{"field": "body", "message": "Must be a JSON object."}])
+        payment = payments.charge_now(subscription_id, body=body, now=timezone.now())
+        return Response({"payment_id": payment.payment_id})

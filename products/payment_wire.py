@@ -9,6 +9,7 @@ from django.conf import settings
 from billing_site.wire import timestamp_text
 from products.models import (
     Dunning,
+    InvoiceKind,
     InvoiceLine,
     LineKind,
     Payment,
@@ -65,7 +66,7 @@ def payment_data(payment: Payment) -> dict:
         "includes_usage": _includes_usage(list(payment.invoice.lines.all())),
         "is_multi_subscription": False,
         "is_update_payment_method": False,
-        "metadata": {},
+        "metadata": payment.metadata,
         "payment_provider": payment.provider,
         "refunds": [refund_list_item(refund) for refund in refunds],
         "refund_status": (
@@ -79,7 +80,7 @@ def payment_data(payment: Payment) -> dict:
         "subscription_id": payment.subscription_id,
         "total_amount": payment.amount_minor,
         "tax": None,
-        "charge_type": "renewal",
+        "charge_type": "on_demand" if payment.invoice.kind == InvoiceKind.CHARGE else "renewal",
         "status": WIRE_STATUS[PaymentStatus(payment.status)],
         "error_code": payment.error_code,
         "error_message": payment.error_message,

@@ -29,14 +29,17 @@ from django.utils import timezone
 from audit import log as audit_log
 from audit.models import Action
 from billing_site.errors import Conflict, DomainError, InvalidInput, NotFound
-from products import invoices, payment_outbox, stripe_provider
+from products import billing, invoices, payment_outbox, stripe_provider, webhook_events
+from products.billing import LineDraft
 from products.invoices import InvoiceStateConflict
 from products.models import (
     Customer,
     Dunning,
     DunningStatus,
     Invoice,
+    InvoiceKind,
     InvoiceStatus,
+    LineKind,
     Payment,
     PaymentStatus,
     ProviderCustomer,
@@ -434,6 +437,8 @@ def _failed(locked: _Locked, *, now: datetime) -> None:
     last one the subscription goes on_hold."""
     payment, invoice, subscription = locked.payment, locked.invoice, locked.subscription
     _emit(EventType.PAYMENT_FAILED, payment_event_data(payment))
+    if invoice.kind == InvoiceKind.CHARGE:
+        return  # an on-demand charge is not retried: its caller decides what next
     dunning = Dunning.objects.select_for_update().filter(invoice=invoice).first()
     if dunning is None:
         dunning = Dunning.objects.create(
@@ -516,6 +521,123 @@ def _set_subscription_status(
 
 def _emit(event_type: str, payload: dict) -> None:
     emit(event_type, [payload])
+
+
+# --- on-demand charges ---------------------------------------------------------------------------
+
+CHARGE_FIELDS = {
+    "product_price",
+    "product_currency",
+    "product_description",
+    "metadata",
+    "adaptive_currency_fees_inclusive",
+    "customer_balance_config",
+}
+MAX_METADATA_KEYS = 50
+
+
+def charge_now(subscription_id: str, *, body: dict, now: datetime) -> Payment:
+    """Dodo's `subscriptions.charge`: charge an amount now, recorded as its own issued invoice
+    (kind `charge`) with one line, collected like any invoice but never retried by dunning.
+    Adaptive currency and customer balances are Dodo's own services: refused unless off."""
+    _require_provider()
+    price, currency, description, metadata = _charge_input(body)
+    with transaction.atomic():
+        subscription = (
+            Subscription.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("product", "customer")
+            .filter(pk=subscription_id)
+            .first()
+        )
+        if subscription is None:
+            raise NotFound(f"No subscription {subscription_id}.")
+        if subscription.status == SubscriptionStatus.CANCELLED:
+            raise PaymentStateConflict(f"Subscription {subscription_id} is cancelled.")
+        product = subscription.product
+        if currency is not None and currency != product.currency:
+            raise InvalidInput.from_errors(
+                [
+                    {
+                        "field": "product_currency",
+                        "message": f"Must be the product's currency, {product.currency} "
+                        "(adaptive currency is not supported).",
+                    }
+                ]
+            )
+        (number,) = billing.take_invoice_numbers(1, year=now.year)
+        period = subscription.period(subscription.period_index)
+        invoice = Invoice.objects.create(
+            subscription=subscription,
+            customer_id=subscription.customer_id,
+            period_index=period.index,
+            period_start=period.start,
+            period_end=period.end,
+            status=InvoiceStatus.ISSUED,
+            kind=InvoiceKind.CHARGE,
+            number=number,
+            currency=product.currency,
+            total_minor=price,
+            created_at=now,
+            issued_at=now,
+        )
+        line = LineDraft(
+            kind=LineKind.CHARGE,
+            description=description or product.description or f"{product.name}: charge",
+            amount_minor=price,
+        )
+        billing.write_lines([(invoice, [line])])
+        invoice.subscription = subscription
+        webhook_events.invoices_created([invoice])
+        webhook_events.invoices_finalized([invoice])
+        payment = _schedule_attempt(invoice, 0, due=now, now=now)
+        payment.metadata = subscription.metadata if metadata is None else metadata
+        payment.save(update_fields=["metadata"])
+    return payment
+
+
+def _charge_input(body: dict) -> tuple[int, str | None, str | None, dict | None]:
+    errors = [
+        {"field": name, "message": "Is not a field of this request."}
+        for name in sorted(set(body) - CHARGE_FIELDS)
+    ]
+    price = body.get("product_price")
+    if isinstance(price, bool) or not isinstance(price, int) or not 0 < price < 10**12:
+        errors.append(
+            {"field": "product_price", "message": "Is required: a positive whole minor unit."}
+        )
+    currency = body.get("product_currency")
+    if currency is not None and not (isinstance(currency, str) and len(currency) == 3):
+        errors.append({"field": "product_currency", "message": "Must be an ISO 4217 code."})
+    description = body.get("product_description")
+    if description is not None and not (isinstance(description, str) and len(description) <= 500):
+        errors.append(
+            {"field": "product_description", "message": "Must be at most 500 characters."}
+        )
+    metadata = body.get("metadata")
+    if metadata is not None and not (
+        isinstance(metadata, dict)
+        and len(metadata) <= MAX_METADATA_KEYS
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    ):
+        errors.append({"field": "metadata", "message": "Must map strings to strings."})
+    if body.get("adaptive_currency_fees_inclusive") not in (None, False):
+        errors.append(
+            {
+                "field": "adaptive_currency_fees_inclusive",
+                "message": "Adaptive currency is not supported here: leave it null or false.",
+            }
+        )
+    balance = body.get("customer_balance_config")
+    if balance not in (None, {}) and not (isinstance(balance, dict) and not any(balance.values())):
+        errors.append(
+            {
+                "field": "customer_balance_config",
+                "message": "Customer credit balances are not supported here: leave it off.",
+            }
+        )
+    if errors or not isinstance(price, int):
+        raise InvalidInput.from_errors(errors)
+    return price, (currency.upper() if currency else None), description, metadata
 
 
 # --- staff actions --------------------------------------------------------------------------------
