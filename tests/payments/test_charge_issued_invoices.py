@@ -89,3 +89,13 @@ def test_credit_notes_are_not_charged(fake_stripe):
     payments.collect_due(now=START + WEEK)
     note = invoices.credit_note(invoice.invoice_id, reason="goodwill", now=START + 2 * WEEK)
     assert not Payment.objects.filter(invoice=note).exists()
+
+
+def test_a_payment_of_an_invoice_voided_before_its_turn_is_cancelled_uncharged(fake_stripe):
+    subscription = weekly_subscription()
+    save_card(fake_stripe, subscription)
+    invoice = close_first_week(subscription)
+    invoices.void(invoice.invoice_id, reason="wrong price", now=START + WEEK)
+    payments.collect_due(now=START + WEEK)
+    assert Payment.objects.get().status == PaymentStatus.CANCELLED
+    assert fake_stripe.payment_intents() == []
