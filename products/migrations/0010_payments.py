@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('products', '0008_sdk_compat_fields'),
+        ('products', '0009_pricing_extensions'),
     ]
 
     operations = [
