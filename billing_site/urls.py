@@ -142,6 +142,12 @@ api_patterns = [
         payment_api.PaymentMethodSessionView.as_view(),
         name="customers-payment-method-session",
     ),
+    path("payments", payment_api.PaymentListView.as_view(), name="payments"),
+    path(
+        "payments/<str:payment_id>",
+        payment_api.PaymentDetailView.as_view(),
+        name="payments-detail",
+    ),
     path(
         "subscriptions/<str:subscription_id>/charge",
         payment_api.SubscriptionChargeView.as_view(),

@@ -6,23 +6,31 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing_site.api.exceptions import error_body
+from billing_site.api.fields import filter_exact, parse_query_datetime
+from billing_site.api.pagination import paged_response
+from billing_site.api.strict import StrictQueryMixin
 from billing_site.errors import InvalidInput
+from billing_site.strict import PAGING
 from products import payments, stripe_provider
+from products.models import Payment
+from products.payment_wire import WIRE_STATUS, payment_data
 
 logger = logging.getLogger(__name__)
 
 EXTENSION = "Not part of Dodo's API: an extension of this server."
 
 
-class PaymentMethodSessionView(APIView):
+class PaymentMethodSessionView(StrictQueryMixin, APIView):
     @extend_schema(
         request=None,
         responses=inline_serializer(
@@ -48,7 +56,7 @@ class PaymentMethodSessionView(APIView):
         return Response(payments.payment_method_session(customer_id, now=timezone.now()))
 
 
-class StripeWebhookView(APIView):
+class StripeWebhookView(StrictQueryMixin, APIView):
     """Called by Stripe, not by API clients: no API key, the signature is the authentication."""
 
     authentication_classes: list = []
@@ -81,7 +89,7 @@ class StripeWebhookView(APIView):
         return Response({"outcome": outcome})
 
 
-class SubscriptionChargeView(APIView):
+class SubscriptionChargeView(StrictQueryMixin, APIView):
     @extend_schema(
         request=inline_serializer(
             "SubscriptionCharge",
@@ -111,3 +119,53 @@ class SubscriptionChargeView(APIView):
             raise InvalidInput.from_errors([{"field": "body", "message": "Must be a JSON object."}])
         payment = payments.charge_now(subscription_id, body=body, now=timezone.now())
         return Response({"payment_id": payment.payment_id})
+
+
+def _payments():
+    return Payment.objects.select_related("customer", "subscription", "invoice").prefetch_related(
+        "refunds", "invoice__lines"
+    )
+
+
+def _list_item(payment: Payment) -> dict:
+    return {**payment_data(payment), "has_license_key": False}
+
+
+class PaymentListView(StrictQueryMixin, APIView):
+    query_params = (
+        "customer_id",
+        "subscription_id",
+        "product_id",
+        "status",
+        "currency",
+        "brand_id",
+        "created_at_gte",
+        "created_at_lte",
+        *PAGING,
+    )
+
+    @extend_schema(
+        parameters=[OpenApiParameter(name, str) for name in query_params if name not in PAGING],
+        description="Dodo's payments.list: every payment attempt, newest first.",
+    )
+    def get(self, request):
+        params = request.query_params
+        found = filter_exact(_payments(), params, ("customer_id", "subscription_id", "currency"))
+        if params.get("product_id"):
+            found = found.filter(subscription__product_id=params["product_id"])
+        if params.get("brand_id") and params["brand_id"] != settings.BUSINESS_ID:
+            found = found.none()
+        if params.get("status"):
+            ours = [mine for mine, wire in WIRE_STATUS.items() if wire == params["status"]]
+            found = found.filter(status__in=ours)
+        if (since := parse_query_datetime(params, "created_at_gte")) is not None:
+            found = found.filter(created_at__gte=since)
+        if (until := parse_query_datetime(params, "created_at_lte")) is not None:
+            found = found.filter(created_at__lte=until)
+        return paged_response(request, found.order_by("-created_at", "payment_id"), _list_item)
+
+
+class PaymentDetailView(StrictQueryMixin, APIView):
+    @extend_schema(description="Dodo's payments.retrieve: one payment attempt.")
+    def get(self, request, payment_id: str):
+        return Response(payment_data(get_object_or_404(_payments(), pk=payment_id)))
