@@ -17,6 +17,12 @@ app.conf.beat_schedule = {
     "roll-up-usage": {"task": "meters.roll_up", "schedule": 5.0, "options": {"expires": 30}},
     "billing-cycle": {"task": "products.bill", "schedule": 60.0, "options": {"expires": 120}},
     "deduct-credits": {"task": "credits.deduct", "schedule": 60.0, "options": {"expires": 120}},
+    # Dunning retries and payments whose task was lost (products/payments.py).
+    "collect-payments": {
+        "task": "products.collect_due_payments",
+        "schedule": 30.0,
+        "options": {"expires": 60},
+    },
     # Webhook retries and any first attempt whose queued task was lost (webhooks/delivery.py).
     "deliver-webhooks": {
         "task": "webhooks.deliver_due",

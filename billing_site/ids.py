@@ -40,3 +40,11 @@ def new_invoice_id() -> str:
 
 def new_credit_entitlement_id() -> str:
     return new_id("cde")
+
+
+def new_payment_id() -> str:
+    return new_id("pay")
+
+
+def new_refund_id() -> str:
+    return new_id("ref")

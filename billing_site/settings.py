@@ -229,6 +229,36 @@ except ValueError as invalid:
         f"WEBHOOK_ALLOWED_PRIVATE_NETWORKS must list networks such as 10.0.0.0/8: {invalid}"
     ) from None
 
+# Collecting invoices (products/payments.py): `none` leaves payment to whatever the user runs
+# (POST /api/invoices/{id}/mark-paid); `stripe` charges each issued invoice through Stripe.
+PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER", "none").strip().lower() or "none"
+if PAYMENT_PROVIDER not in ("none", "stripe"):
+    raise ImproperlyConfigured(
+        f"PAYMENT_PROVIDER must be 'none' or 'stripe', not {PAYMENT_PROVIDER!r}."
+    )
+STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY", "").strip()
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "").strip()
+# Where the Stripe API is: Stripe's own by default; tests and staging point it at a local fake.
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").strip() or "https://api.stripe.com"
+if PAYMENT_PROVIDER == "stripe" and not (STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET):
+    raise ImproperlyConfigured(
+        "PAYMENT_PROVIDER=stripe needs STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET."
+    )
+# Seconds one call to the provider may take; a claimed payment is leased for longer than that.
+PAYMENT_PROVIDER_TIMEOUT_SECONDS = float(os.environ.get("PAYMENT_PROVIDER_TIMEOUT_SECONDS", "30"))
+# Days after an invoice's first failed payment on which it is tried again; after the last
+# failure its subscription goes on_hold.
+try:
+    DUNNING_RETRY_DAYS = [
+        int(days)
+        for days in os.environ.get("DUNNING_RETRY_DAYS", "1,3,5").split(",")
+        if days.strip()
+    ]
+except ValueError:
+    raise ImproperlyConfigured("DUNNING_RETRY_DAYS must list whole days, e.g. 1,3,5.") from None
+if sorted(set(DUNNING_RETRY_DAYS)) != DUNNING_RETRY_DAYS or any(d <= 0 for d in DUNNING_RETRY_DAYS):
+    raise ImproperlyConfigured("DUNNING_RETRY_DAYS must be increasing positive days, e.g. 1,3,5.")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["billing_site.api.authentication.ApiKeyAuthentication"],
     # A valid key whose scope (full, read_only, ingest_only) allows the request.
@@ -297,4 +327,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # The stripe library logs every request and answer at INFO.
+    "loggers": {"stripe": {"level": "WARNING"}},
 }

@@ -10,7 +10,7 @@ from credits import api as credits_api
 from events import api as events_api
 from meters import api as meters_api
 from products import api as products_api
-from products import invoice_api, plan_change_api
+from products import invoice_api, payment_api, plan_change_api
 
 api_patterns = [
     path("events/ingest", events_api.IngestView.as_view(), name="events-ingest"),
@@ -151,6 +151,27 @@ api_patterns = [
         "credit-entitlements/<str:entitlement_id>/balances/<str:customer_id>/grants",
         credits_api.GrantListView.as_view(),
         name="credit-grants",
+    ),
+    path(
+        "customers/<str:customer_id>/payment-method-session",
+        payment_api.PaymentMethodSessionView.as_view(),
+        name="customers-payment-method-session",
+    ),
+    path("payments", payment_api.PaymentListView.as_view(), name="payments"),
+    path(
+        "payments/<str:payment_id>",
+        payment_api.PaymentDetailView.as_view(),
+        name="payments-detail",
+    ),
+    path(
+        "subscriptions/<str:subscription_id>/charge",
+        payment_api.SubscriptionChargeView.as_view(),
+        name="subscriptions-charge",
+    ),
+    path(
+        "providers/stripe/webhook",
+        payment_api.StripeWebhookView.as_view(),
+        name="providers-stripe-webhook",
     ),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", api_views.ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),

@@ -28,14 +28,19 @@ from billing_site.money import format_minor
 from billing_site.staff import PermittedActionsMixin
 from billing_site.views import plotly_src
 from meters import analytics
-from products import invoices, services
+from products import invoices, payments, services
 from products.invoice_pdf import invoice_pdf
 from products.models import (
     Customer,
+    Dunning,
     Invoice,
     InvoiceLine,
+    Payment,
     Product,
     ProductMeter,
+    ProviderCustomer,
+    ProviderEvent,
+    Refund,
     Subscription,
     SubscriptionStatus,
 )
@@ -83,13 +88,38 @@ class InvoiceInline(ReadOnlyInline):
         return format_minor(invoice.total_minor, invoice.currency)
 
 
+class ProviderCustomerInline(admin.StackedInline):
+    """The customer at the payment provider and the method saved there (products/payments.py)."""
+
+    model = ProviderCustomer
+    extra = 0
+    can_delete = False
+    verbose_name = "payment method"
+    fields = readonly_fields = (
+        "provider",
+        "provider_customer_id",
+        "payment_method",
+        "payment_method_updated_at",
+    )
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Saved payment method")
+    def payment_method(self, profile: ProviderCustomer) -> str:
+        return profile.payment_method_label
+
+
 @admin.register(Customer)
 class CustomerAdmin(PermittedActionsMixin, admin.ModelAdmin):
     list_display = ["customer_id", "name", "email", "created_at", "subscription_count"]
     search_fields = ["=customer_id", "email", "name"]
     list_filter = ["created_at"]
     readonly_fields = ["created_at"]
-    inlines = [SubscriptionInline, InvoiceInline]
+    inlines = [SubscriptionInline, InvoiceInline, ProviderCustomerInline]
     change_form_template = "admin/products/customer/change_form.html"
 
     def get_queryset(self, request):
@@ -370,6 +400,45 @@ class InvoiceLineInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class PaymentInline(ReadOnlyInline):
+    """Every attempt to collect the invoice, with what the provider said and what was refunded."""
+
+    model = Payment
+    fields = readonly_fields = (
+        "payment_id",
+        "retry_attempt",
+        "status",
+        "amount",
+        "due_at",
+        "provider_payment_id",
+        "card",
+        "error_code",
+        "error_message",
+        "refunded",
+        "created_at",
+        "finished_at",
+    )
+    ordering = ["retry_attempt"]
+
+    @admin.display(description="Amount")
+    def amount(self, payment: Payment) -> str:
+        return format_minor(payment.amount_minor, payment.currency)
+
+    @admin.display(description="Card")
+    def card(self, payment: Payment) -> str:
+        if not payment.card_last_four:
+            return "-"
+        return f"{payment.card_network or 'card'} ending {payment.card_last_four}"
+
+    @admin.display(description="Refunded")
+    def refunded(self, payment: Payment) -> str:
+        refunds = [
+            f"{format_minor(r.amount_minor, r.currency)} ({r.status})"
+            for r in payment.refunds.all()
+        ]
+        return ", ".join(refunds) or "-"
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(PermittedActionsMixin, admin.ModelAdmin):
     list_display = [
@@ -393,8 +462,15 @@ class InvoiceAdmin(PermittedActionsMixin, admin.ModelAdmin):
     ]
     list_select_related = ["customer", "subscription"]
     date_hierarchy = "period_end"
-    inlines = [InvoiceLineInline]
-    actions = ["finalize_invoices", "mark_invoices_paid", "void_invoices", "reissue_invoices"]
+    inlines = [InvoiceLineInline, PaymentInline]
+    actions = [
+        "finalize_invoices",
+        "mark_invoices_paid",
+        "void_invoices",
+        "reissue_invoices",
+        "retry_payments",
+        "refund_invoices",
+    ]
 
     def has_lifecycle_permission(self, request) -> bool:
         """Billing admins move invoices through their lifecycle; nobody edits one."""
@@ -434,6 +510,28 @@ class InvoiceAdmin(PermittedActionsMixin, admin.ModelAdmin):
     def reissue_invoices(self, request, queryset):
         now = timezone.now()
         self._each(request, queryset, lambda i: invoices.reissue(i, now=now), "reissued")
+
+    @admin.action(description="Retry payment of selected invoices now", permissions=["lifecycle"])
+    def retry_payments(self, request, queryset):
+        now = timezone.now()
+        reason = f"Retried in the admin by {request.user.get_username()}"
+        self._each(
+            request,
+            queryset,
+            lambda i: payments.retry_now(i, now=now, reason=reason),
+            "queued for a payment attempt now",
+        )
+
+    @admin.action(description="Refund selected paid invoices in full", permissions=["lifecycle"])
+    def refund_invoices(self, request, queryset):
+        now = timezone.now()
+        reason = f"Refunded in the admin by {request.user.get_username()}"
+        self._each(
+            request,
+            queryset,
+            lambda i: payments.refund(i, reason=reason, now=now),
+            "refunded (see each invoice's payments)",
+        )
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -502,3 +600,55 @@ class InvoiceAdmin(PermittedActionsMixin, admin.ModelAdmin):
                 "title": f"Invoice {invoice.invoice_id}",
             },
         )
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records of what the payment provider did: read, never edited here."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = [
+        "payment_id",
+        "invoice",
+        "customer",
+        "retry_attempt",
+        "status",
+        "amount_minor",
+        "currency",
+        "due_at",
+        "error_code",
+        "created_at",
+    ]
+    list_filter = ["status", "retry_attempt", "created_at"]
+    search_fields = ["=payment_id", "=invoice__invoice_id", "=provider_payment_id"]
+    list_select_related = ["invoice", "customer"]
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ["refund_id", "payment", "amount_minor", "currency", "status", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["=refund_id", "=payment__payment_id", "=provider_refund_id"]
+
+
+@admin.register(Dunning)
+class DunningAdmin(ReadOnlyAdmin):
+    list_display = ["invoice", "subscription", "customer", "status", "created_at", "updated_at"]
+    list_filter = ["status"]
+
+
+@admin.register(ProviderEvent)
+class ProviderEventAdmin(ReadOnlyAdmin):
+    list_display = ["event_id", "event_type", "object_id", "outcome", "received_at"]
+    list_filter = ["event_type"]
+    search_fields = ["=event_id", "=object_id"]

@@ -36,7 +36,7 @@ from credits.models import ProductCreditEntitlement
 from events.ingest import EventRow, InvalidEvents, ingest
 from meters.rollups import roll_up_all_pending
 from meters.usage import Usage, usage_by_customer
-from products import webhook_events
+from products import payment_outbox, webhook_events
 from products.models import (
     Invoice,
     InvoiceLine,
@@ -526,6 +526,8 @@ def _close(subscriptions: list[Subscription], *, now: datetime) -> list[Invoice]
     # Outbox rows in this transaction: the webhooks go out only if the batch commits.
     webhook_events.invoices_created(invoices)
     webhook_events.invoices_finalized([i for i in invoices if i.status == InvoiceStatus.ISSUED])
+    # Their payments too: charged after this transaction commits, never inside it.
+    payment_outbox.schedule_first_payments(invoices, now=now)
     webhook_events.subscriptions_renewed(
         [s for s in subscriptions if s.status == SubscriptionStatus.ACTIVE]
     )
@@ -675,6 +677,7 @@ def finalize_drafts(drafts: list[Invoice], *, now: datetime) -> list[Invoice]:
             [[i.subscription_id for i in drafts], [i.period_end for i in drafts]],
         )
     webhook_events.invoices_finalized(drafts)
+    payment_outbox.schedule_first_payments(drafts, now=now)
     for invoice in drafts:
         _grant_next_period(invoice.subscription, invoice.period_index + 1, catalogue, now=now)
     return drafts

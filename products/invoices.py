@@ -18,7 +18,7 @@ from audit import log as audit_log
 from audit.models import Action
 from billing_site.errors import Conflict, InvalidInput, NotFound
 from billing_site.locks import lock_customer_slots
-from products import billing, webhook_events
+from products import billing, payment_outbox, webhook_events
 from products.billing import LineDraft
 from products.models import (
     Invoice,
@@ -208,7 +208,7 @@ def credit_note(invoice_id: str, *, lines: object = None, reason: object, now: d
     with transaction.atomic():
         original = _locked(invoice_id)
         _require(original, InvoiceStatus.ISSUED, InvoiceStatus.PAID, doing="credited")
-        if original.kind != InvoiceKind.INVOICE:
+        if original.kind == InvoiceKind.CREDIT_NOTE:
             raise InvoiceStateConflict("A credit note cannot itself be credited.")
         already = -sum(original.credit_notes.values_list("total_minor", flat=True))
         remaining = original.total_minor - already
@@ -296,6 +296,7 @@ def _issue_document(
     document.subscription = subscription
     webhook_events.invoices_created([document])
     webhook_events.invoices_finalized([document])
+    payment_outbox.schedule_first_payments([document], now=now)
     return document
 
 

@@ -11,7 +11,9 @@ from billing_site.fields import NumericField
 from billing_site.ids import (
     new_customer_id,
     new_invoice_id,
+    new_payment_id,
     new_product_id,
+    new_refund_id,
     new_scheduled_change_id,
     new_subscription_id,
 )
@@ -149,6 +151,9 @@ class ProductMeter(models.Model):
 
 class SubscriptionStatus(models.TextChoices):
     ACTIVE = "active"
+    # Every automatic payment attempt of an invoice failed (products/payments.py): no period
+    # closes until a later payment succeeds and the subscription is active again.
+    ON_HOLD = "on_hold"
     CANCELLED = "cancelled"
 
 
@@ -287,6 +292,9 @@ class InvoiceStatus(models.TextChoices):
 class InvoiceKind(models.TextChoices):
     INVOICE = "invoice"
     CREDIT_NOTE = "credit_note"
+    # An on-demand charge (POST /api/subscriptions/{id}/charge): its own invoice, dated in the
+    # period it was made in, beside that period's invoice.
+    CHARGE = "charge"
 
 
 class Invoice(models.Model):
@@ -373,6 +381,7 @@ class LineKind(models.TextChoices):
     USAGE = "usage"
     CREDIT_OVERAGE = "credit_overage"
     CREDIT_NOTE = "credit_note"
+    CHARGE = "charge"
 
 
 class InvoiceLine(models.Model):
@@ -411,3 +420,176 @@ class InvoiceLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.invoice_id} #{self.position}"
+
+
+# --- collecting the money (products/payments.py) -------------------------------------------------
+
+
+class ProviderCustomer(models.Model):
+    """A customer's counterpart at the payment provider and the payment method saved there."""
+
+    customer = models.OneToOneField(
+        Customer, on_delete=models.PROTECT, primary_key=True, related_name="provider_customer"
+    )
+    provider = models.CharField(max_length=16)
+    provider_customer_id = models.CharField(max_length=255, unique=True)
+    # The last payment-method session handed out: its method is adopted once it succeeds.
+    setup_intent_id = models.CharField(max_length=255, null=True, blank=True)
+    payment_method_id = models.CharField(max_length=255, null=True, blank=True)
+    card_network = models.CharField(max_length=32, null=True, blank=True)
+    card_type = models.CharField(max_length=32, null=True, blank=True)
+    card_last_four = models.CharField(max_length=4, null=True, blank=True)
+    card_exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    card_exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    payment_method_updated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    def __str__(self) -> str:
+        return self.provider_customer_id
+
+    @property
+    def payment_method_label(self) -> str:
+        if not self.payment_method_id:
+            return "none saved"
+        card = f"{self.card_network or 'card'} ending {self.card_last_four or '????'}"
+        if self.card_exp_month and self.card_exp_year:
+            card += f", expires {self.card_exp_month:02d}/{self.card_exp_year}"
+        return card
+
+
+class PaymentStatus(models.TextChoices):
+    SCHEDULED = "scheduled"  # waits for `due_at`: the first attempt or a dunning retry
+    PROCESSING = "processing"  # claimed: the provider call may be under way (lease: `due_at`)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # its invoice was no longer issued when its turn came
+
+
+class Payment(models.Model):
+    """One attempt to collect an invoice (Dodo's payment; `retry_attempt` 0 is the first).
+
+    Written `scheduled` in the transaction that issues the invoice (or that records the failed
+    attempt before it), sent to the provider after commit by whichever worker claims it. The
+    idempotency key is derived from the invoice and the attempt number, so the provider charges
+    one attempt once however often it is sent.
+    """
+
+    payment_id = models.CharField(
+        primary_key=True, max_length=64, default=new_payment_id, editable=False
+    )
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.PROTECT, related_name="payments"
+    )
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="payments")
+    retry_attempt = models.PositiveSmallIntegerField(default=0)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(
+        max_length=12, choices=PaymentStatus.choices, default=PaymentStatus.SCHEDULED
+    )
+    due_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the attempt is made; while processing, its lease."
+    )
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the provider was first asked to charge it."
+    )
+    provider = models.CharField(max_length=16)
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    provider_payment_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    payment_method_id = models.CharField(max_length=255, null=True, blank=True)
+    card_network = models.CharField(max_length=32, null=True, blank=True)
+    card_last_four = models.CharField(max_length=4, null=True, blank=True)
+    error_code = models.CharField(max_length=100, null=True, blank=True)
+    error_message = models.CharField(max_length=500, null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "payment_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["invoice", "retry_attempt"], name="payment_attempt_once"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["due_at"],
+                condition=models.Q(status__in=["scheduled", "processing"]),
+                name="payment_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.payment_id
+
+
+class DunningStatus(models.TextChoices):
+    RECOVERING = "recovering"
+    RECOVERED = "recovered"
+    EXHAUSTED = "exhausted"
+
+
+class Dunning(models.Model):
+    """The retries of an invoice whose first payment failed (Dodo's dunning attempt)."""
+
+    invoice = models.OneToOneField(
+        Invoice, on_delete=models.PROTECT, primary_key=True, related_name="dunning"
+    )
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.PROTECT, related_name="dunnings"
+    )
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=10, choices=DunningStatus.choices)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id}: {self.status}"
+
+
+class RefundStatus(models.TextChoices):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Refund(models.Model):
+    refund_id = models.CharField(
+        primary_key=True, max_length=64, default=new_refund_id, editable=False
+    )
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=10, choices=RefundStatus.choices)
+    reason = models.CharField(max_length=500, null=True, blank=True)
+    provider_refund_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    error_message = models.CharField(max_length=500, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "refund_id"]
+
+    def __str__(self) -> str:
+        return self.refund_id
+
+
+class ProviderEvent(models.Model):
+    """A webhook the payment provider sent, by its own id: each is applied once."""
+
+    event_id = models.CharField(primary_key=True, max_length=255)
+    provider = models.CharField(max_length=16)
+    event_type = models.CharField(max_length=100)
+    object_id = models.CharField(max_length=255, null=True, blank=True)
+    outcome = models.CharField(max_length=200)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"

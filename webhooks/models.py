@@ -34,6 +34,14 @@ class EventType(models.TextChoices):
     SUBSCRIPTION_PLAN_CHANGED = "subscription.plan_changed", "subscription.plan_changed"
     SUBSCRIPTION_CANCELLED = "subscription.cancelled", "subscription.cancelled"
     INVOICE_CREATED = "invoice.created", "invoice.created"
+    # Collecting invoices (products/payments.py), Dodo's types.
+    PAYMENT_SUCCEEDED = "payment.succeeded", "payment.succeeded"
+    PAYMENT_FAILED = "payment.failed", "payment.failed"
+    SUBSCRIPTION_ON_HOLD = "subscription.on_hold", "subscription.on_hold"
+    SUBSCRIPTION_ACTIVE = "subscription.active", "subscription.active"
+    DUNNING_STARTED = "dunning.started", "dunning.started"
+    DUNNING_RECOVERED = "dunning.recovered", "dunning.recovered"
+    REFUND_SUCCEEDED = "refund.succeeded", "refund.succeeded"
     # Extensions (not Dodo's types): the invoice lifecycle of products/invoices.py.
     INVOICE_FINALIZED = "invoice.finalized", "invoice.finalized"
     INVOICE_PAID = "invoice.paid", "invoice.paid"

@@ -30,6 +30,7 @@ class _Link:
 class _Trigger:
     pattern: bytes
     deliver: bool  # forward the message that matched before cutting
+    hold: bool = False  # instead of cutting, keep forwarding but drop every answer from then on
     fired: threading.Event = field(default_factory=threading.Event)
 
 
@@ -74,6 +75,15 @@ class CuttableProxy:
         """Cut when the app next sends `pattern`: with `deliver`, PostgreSQL gets that message
         (and acts on it) but its answer never reaches the app; without, it never arrives."""
         trigger = _Trigger(pattern, deliver)
+        with self._lock:
+            self._trigger = trigger
+        return trigger.fired
+
+    def mute_at(self, pattern: bytes) -> threading.Event:
+        """When the app next sends `pattern`, forward it (the server acts on it) and keep the
+        connection open, but drop every answer from then on: the app waits for an answer that
+        never comes, as when the process is killed right after its request went out."""
+        trigger = _Trigger(pattern, deliver=True, hold=True)
         with self._lock:
             self._trigger = trigger
         return trigger.fired
@@ -134,6 +144,11 @@ class CuttableProxy:
                     break
                 trigger = self._trigger
                 if trigger is not None and trigger.pattern in tail + data and self._claim(trigger):
+                    if trigger.hold:
+                        link.muted = True
+                        link.server.sendall(data)
+                        trigger.fired.set()
+                        continue
                     self._fire(trigger, link, data)
                     return
                 tail = data[-len(trigger.pattern) :] if trigger else b""
