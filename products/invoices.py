@@ -39,7 +39,7 @@ class InvoiceStateConflict(Conflict):
     code = "INVOICE_STATE_CONFLICT"
 
 
-def _locked(invoice_id: str) -> Invoice:
+def locked_invoice(invoice_id: str) -> Invoice:
     """The invoice, locked after its subscription (the period close's lock order)."""
     subscription_id = (
         Invoice.objects.filter(pk=invoice_id).values_list("subscription_id", flat=True).first()
@@ -101,7 +101,7 @@ def _text(value: object, field: str, *, limit: int, required: bool) -> str | Non
 def finalize(invoice_id: str, *, now: datetime) -> Invoice:
     """Finalize a draft now, before its grace period ends (late events are then refused)."""
     with transaction.atomic():
-        invoice = _locked(invoice_id)
+        invoice = locked_invoice(invoice_id)
         _require(invoice, InvoiceStatus.DRAFT, doing="finalized")
         before = _state(invoice)
         billing.finalize_drafts([invoice], now=now)
@@ -115,7 +115,7 @@ def mark_paid(invoice_id: str, *, payment_reference: object = None, now: datetim
         payment_reference, "payment_reference", limit=MAX_REFERENCE_LENGTH, required=False
     )
     with transaction.atomic():
-        invoice = _locked(invoice_id)
+        invoice = locked_invoice(invoice_id)
         _require(invoice, InvoiceStatus.ISSUED, doing="marked paid")
         before = _state(invoice)
         invoice.status = InvoiceStatus.PAID
@@ -132,7 +132,7 @@ def void(invoice_id: str, *, reason: object, now: datetime) -> Invoice:
     finalized first). Its period's events stay refused; `reissue` replaces it."""
     text = _text(reason, "reason", limit=MAX_REASON_LENGTH, required=True)
     with transaction.atomic():
-        invoice = _locked(invoice_id)
+        invoice = locked_invoice(invoice_id)
         if invoice.status == InvoiceStatus.PAID:
             raise InvoiceStateConflict(
                 f"Invoice {invoice.invoice_id} is paid: correct it with a credit note."
@@ -154,7 +154,7 @@ def reissue(invoice_id: str, *, now: datetime) -> Invoice:
     period's credit close took (read back in a rolled-back savepoint), its overage charge is
     carried over from the void invoice."""
     with transaction.atomic():
-        old = _locked(invoice_id)
+        old = locked_invoice(invoice_id)
         _require(old, InvoiceStatus.VOID, doing="reissued")
         if old.kind != InvoiceKind.INVOICE:
             raise InvoiceStateConflict("A credit note is not reissued; issue a new one.")
@@ -206,7 +206,7 @@ def credit_note(invoice_id: str, *, lines: object = None, reason: object, now: d
     of it without `lines`). Credit notes of an invoice never add up to more than its total."""
     text = _text(reason, "reason", limit=MAX_REASON_LENGTH, required=True)
     with transaction.atomic():
-        original = _locked(invoice_id)
+        original = locked_invoice(invoice_id)
         _require(original, InvoiceStatus.ISSUED, InvoiceStatus.PAID, doing="credited")
         if original.kind == InvoiceKind.CREDIT_NOTE:
             raise InvoiceStateConflict("A credit note cannot itself be credited.")

@@ -648,7 +648,7 @@ def retry_now(invoice_id: str, *, now: datetime, reason: str = "retry payment no
     exhausted, or no attempt yet) a new attempt is made. Audit-logged."""
     _require_provider()
     with transaction.atomic():
-        invoice = _lock_invoice(invoice_id)
+        invoice = invoices.locked_invoice(invoice_id)
         if invoice.status != InvoiceStatus.ISSUED:
             raise InvoiceStateConflict(
                 f"Invoice {invoice_id} is {invoice.status}; only an issued invoice is collected."
@@ -676,22 +676,6 @@ def retry_now(invoice_id: str, *, now: datetime, reason: str = "retry payment no
     return payment
 
 
-def _lock_invoice(invoice_id: str) -> Invoice:
-    subscription_id = (
-        Invoice.objects.filter(pk=invoice_id).values_list("subscription_id", flat=True).first()
-    )
-    if subscription_id is None:
-        raise NotFound(f"No invoice {invoice_id}.")
-    subscription = (
-        Subscription.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("product", "customer")
-        .get(pk=subscription_id)
-    )
-    invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice_id)
-    invoice.subscription = subscription
-    return invoice
-
-
 def refund(
     invoice_id: str, *, amount_minor: int | None = None, reason: object, now: datetime
 ) -> Refund:
@@ -711,7 +695,7 @@ def refund(
             ]
         )
     with transaction.atomic():
-        invoice = _lock_invoice(invoice_id)
+        invoice = invoices.locked_invoice(invoice_id)
         payment = (
             Payment.objects.select_for_update()
             .filter(invoice=invoice, status=PaymentStatus.SUCCEEDED)
