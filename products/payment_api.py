@@ -162,7 +162,9 @@ class PaymentListView(StrictQueryMixin, APIView):
             found = found.filter(created_at__gte=since)
         if (until := parse_query_datetime(params, "created_at_lte")) is not None:
             found = found.filter(created_at__lte=until)
-        return paged_response(request, found.order_by("-created_at", "payment_id"), _list_item)
+        # Newest first; an attempt and its retry written at one moment: the retry first.
+        ordered = found.order_by("-created_at", "-retry_attempt", "payment_id")
+        return paged_response(request, ordered, _list_item)
 
 
 class PaymentDetailView(StrictQueryMixin, APIView):
