@@ -18,11 +18,6 @@ from meters.filters import CONJUNCTIONS, MAX_CLAUSES, MAX_KEY_LENGTH, OPERATORS,
 from meters.models import DODO_FALLBACK, Aggregation, Meter
 
 
-class AggregationSerializer(serializers.Serializer):
-    type = serializers.ChoiceField(choices=["count", "sum", "max", "last"])
-    key = serializers.CharField(max_length=100, required=False, allow_null=True)
-
-
 class MeterSerializer(serializers.ModelSerializer):
     business_id = BusinessIdField()
     aggregation = serializers.SerializerMethodField()

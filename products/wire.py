@@ -19,7 +19,12 @@ from products.models import Customer, Invoice, Product, ProductMeter, Subscripti
 
 # What subscription_data reads, for select_related / prefetch_related: a page of subscriptions
 # (or a batch of webhooks) renders in a fixed number of queries, balances included.
-SUBSCRIPTION_RELATED = ("customer", "product", "scheduled_change__product")
+SUBSCRIPTION_RELATED = (
+    "customer",
+    "customer__provider_customer",
+    "product",
+    "scheduled_change__product",
+)
 SUBSCRIPTION_PREFETCH = (
     "product__product_meters__meter",
     "product__credit_entitlements__credit_entitlement",
@@ -235,11 +240,19 @@ def subscription_data(subscription: Subscription) -> dict:
         ],
         "addons": [],
         "on_demand": False,
-        "has_payment_method": False,
+        "has_payment_method": has_payment_method(subscription.customer),
         "tax_inclusive": bool(product.tax_inclusive),
         "trial_period_days": subscription.trial_period_days,
         "scheduled_change": scheduled_change_data(subscription),
     }
+
+
+def has_payment_method(customer: Customer) -> bool:
+    """Whether the provider holds a saved method to charge this customer's invoices with."""
+    try:
+        return bool(customer.provider_customer.payment_method_id)
+    except ObjectDoesNotExist:
+        return False
 
 
 def scheduled_change_data(subscription: Subscription) -> dict | None:

@@ -5,9 +5,11 @@ next charge uses."""
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
+from products import payments
 from products.models import ProviderCustomer
-from tests.payments.helpers import weekly_subscription
+from tests.payments.helpers import save_card, weekly_subscription
 
 pytestmark = pytest.mark.django_db
 
@@ -44,3 +46,17 @@ def test_a_session_refuses_fields_and_unknown_customers(fake_stripe, api):
     missing = api.post("/api/customers/cus_nobody/payment-method-session")
     assert missing.status_code == 404
     assert not ProviderCustomer.objects.exists()
+
+
+def test_a_subscription_says_it_has_a_payment_method_once_a_card_is_saved(fake_stripe, api):
+    subscription = weekly_subscription()
+    url = f"/api/subscriptions/{subscription.subscription_id}"
+    assert api.get(url).json()["has_payment_method"] is False
+
+    save_card(fake_stripe, subscription)
+    # What Stripe's setup_intent.succeeded webhook does (localstripe sends none).
+    payments.sync_payment_method(ProviderCustomer.objects.get(), now=timezone.now())
+
+    assert api.get(url).json()["has_payment_method"] is True
+    listed = api.get("/api/subscriptions").json()["items"]
+    assert [item["has_payment_method"] for item in listed] == [True]
