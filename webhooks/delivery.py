@@ -148,17 +148,29 @@ def deliver(delivery_id: int, *, now: datetime) -> DeliveryAttempt | None:
     return None if delivery is None else _attempt(delivery, now=now)
 
 
-def deliver_due(*, now: datetime, limit: int = 50) -> int:
+# How long one run claims new attempts. Beat starts a run every 10 s; without a budget a run of
+# slow receivers (50 attempts at the whole-attempt deadline each) would hold a worker of the
+# webhooks queue for minutes while later runs queue up behind it.
+DELIVER_DUE_BUDGET_SECONDS = 20.0
+
+
+def deliver_due(
+    *, now: datetime, limit: int = 50, budget_seconds: float = DELIVER_DUE_BUDGET_SECONDS
+) -> int:
     """Attempt due deliveries one at a time, oldest first: the retries, and first attempts whose
     queued task was lost. Returns how many were attempted.
 
     One at a time, so a slow receiver holds up only its own claim; the clock moves on with the
-    time spent, so late attempts in a long run are signed and scheduled at their real time.
+    time spent, so late attempts in a long run are signed and scheduled at their real time. No
+    new attempt is claimed once `budget_seconds` have passed: the next run goes on from there.
     """
     started = time.monotonic()
     attempted = 0
     while attempted < limit:
-        current = now + timedelta(seconds=time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        if attempted and elapsed >= budget_seconds:
+            break
+        current = now + timedelta(seconds=elapsed)
         delivery = _claim(now=current)
         if delivery is None:
             break

@@ -228,3 +228,15 @@ def test_delivery_does_not_import_its_task_module():
         elif isinstance(node, ast.Import):
             imported.update(alias.name for alias in node.names)
     assert "webhooks.tasks" not in imported
+
+
+def test_a_run_claims_no_new_attempt_once_its_time_budget_is_spent(receiver):
+    endpoint = make_endpoint(receiver.url)
+    event = WebhookEvent.objects.create(event_type="invoice.created", body='{"type":"x"}')
+    for _ in range(3):
+        Delivery.objects.create(event=event, endpoint=endpoint, next_attempt_at=timezone.now())
+
+    assert deliveries.deliver_due(now=timezone.now(), budget_seconds=0) == 1
+    assert Delivery.objects.filter(attempt_count=0).count() == 2
+    assert deliveries.deliver_due(now=timezone.now()) == 2  # the next run goes on
+    assert len(receiver.requests) == 3
