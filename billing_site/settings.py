@@ -278,6 +278,9 @@ API_RATE_LIMIT_PER_SECOND = int(os.environ.get("API_RATE_LIMIT_PER_SECOND", "40"
 API_RATE_LIMIT_PER_MINUTE = int(os.environ.get("API_RATE_LIMIT_PER_MINUTE", "240"))
 API_RATE_LIMIT_ANON_PER_SECOND = int(os.environ.get("API_RATE_LIMIT_ANON_PER_SECOND", "20"))
 API_RATE_LIMIT_ANON_PER_MINUTE = int(os.environ.get("API_RATE_LIMIT_ANON_PER_MINUTE", "100"))
+API_RATE_LIMIT_PROVIDER_PER_SECOND = int(
+    os.environ.get("API_RATE_LIMIT_PROVIDER_PER_SECOND", "200")
+)
 
 # Staff login throttling (billing_site/login_throttle.py): after this many failed logins for one
 # user name, or from one client address (REMOTE_ADDR), within the window, logins are refused.

@@ -4,7 +4,9 @@ Two fixed windows at once, as Dodo's tiers have them: a burst limit per second a
 limit per minute (defaults 40/s and 240/min, Dodo's tier 0; `API_RATE_LIMIT_PER_SECOND` /
 `API_RATE_LIMIT_PER_MINUTE`, overridden per key by `ApiKey.rate_limit_per_second/_minute`; 0 turns a
 window off). Requests without a valid key are limited per client IP (`REMOTE_ADDR`) at 20/s and
-100/min (`API_RATE_LIMIT_ANON_PER_SECOND` / `_PER_MINUTE`).
+100/min (`API_RATE_LIMIT_ANON_PER_SECOND` / `_PER_MINUTE`), except payment providers' webhooks
+(`/api/providers/...`, signed), counted per IP on their own at 200/s
+(`API_RATE_LIMIT_PROVIDER_PER_SECOND`).
 
 Only admitted requests count, and a request is admitted only if *both* windows have room. With
 `REDIS_URL` set, the counters live in Redis and one Lua script reads, checks and increments them
@@ -204,6 +206,8 @@ class RedisLimiter:
         return decide(limits, int(now_ms), (int(per_second), int(per_minute)), bool(allowed))
 
 
+PROVIDER_PREFIX = f"{API_PREFIX}providers/"
+
 _limiters: dict[str, InProcessLimiter | RedisLimiter] = {}
 _limiters_lock = threading.Lock()
 
@@ -237,6 +241,12 @@ def identify(request) -> tuple[str, Limits, str]:
         # The hash, not the primary key: unique even across databases sharing one Redis.
         return f"key:{api_key.key_hash[:32]}", limits, "this API key"
     ip = request.META.get("REMOTE_ADDR") or "unknown"
+    if request.path_info.startswith(PROVIDER_PREFIX):
+        # A payment provider's webhooks come in bursts (a billing run's charges) from a few
+        # addresses, and carry their own signature: a counter of their own, not the anonymous
+        # allowance meant for clients that forgot their key.
+        limits = Limits(settings.API_RATE_LIMIT_PROVIDER_PER_SECOND, 0)
+        return f"provider:{ip}", limits, "payment provider webhooks from this address"
     limits = Limits(
         settings.API_RATE_LIMIT_ANON_PER_SECOND, settings.API_RATE_LIMIT_ANON_PER_MINUTE
     )

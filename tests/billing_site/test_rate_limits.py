@@ -340,3 +340,18 @@ def test_the_sdk_sees_a_rate_limit_error(live_server, transactional_db, settings
     assert raised.value.body["code"] == "TOO_MANY_REQUESTS"
     assert int(raised.value.response.headers["retry-after"]) >= 1
     assert Event.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_payment_provider_webhooks_have_their_own_allowance(backend, settings):
+    settings.API_RATE_LIMIT_ANON_PER_SECOND = 2
+    settings.API_RATE_LIMIT_PROVIDER_PER_SECOND = 3
+    webhook = "/api/providers/stripe/webhook"
+    sender = APIClient(REMOTE_ADDR="192.0.2.20")
+    start_of_a_window(backend)
+    assert [sender.get("/api/events").status_code for _ in range(3)] == [401, 401, 429]
+
+    # The anonymous allowance is spent; the signed webhooks from that address still get in
+    # (answered by the view: no provider is configured here), up to a limit of their own.
+    statuses = [sender.post(webhook, {}, format="json").status_code for _ in range(4)]
+    assert statuses == [409, 409, 409, 429]
