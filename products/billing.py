@@ -531,6 +531,10 @@ def _close(subscriptions: list[Subscription], *, now: datetime) -> list[Invoice]
     webhook_events.subscriptions_renewed(
         [s for s in subscriptions if s.status == SubscriptionStatus.ACTIVE]
     )
+    webhook_events.subscriptions_changed(
+        EventType.SUBSCRIPTION_CANCELLED,
+        [s for s in subscriptions if s.status == SubscriptionStatus.CANCELLED],
+    )
     webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_PLAN_CHANGED, changed)
     for subscription in subscriptions:
         if subscription.subscription_id in finalized:

@@ -148,7 +148,9 @@ def test_a_billing_run_announces_each_invoice_and_each_renewal(receiver, monkeyp
     from products import billing
     from products.services import update_subscription
 
-    endpoint = make_endpoint(receiver.url, "invoice.created", "subscription.renewed")
+    endpoint = make_endpoint(
+        receiver.url, "invoice.created", "subscription.renewed", "subscription.cancelled"
+    )
     calls = make_meter("API calls", "api.call", now=START)
     product = make_product([(calls, "0.5", 10)], now=START, fixed_price=1999, interval="Week")
     subscriptions = [subscribe(product, now=START) for _ in range(5)]
@@ -167,8 +169,10 @@ def test_a_billing_run_announces_each_invoice_and_each_renewal(receiver, monkeyp
         billing.run_billing_cycle(now=START + timedelta(weeks=1), batch_size=2)
     first_batch = set(Invoice.objects.values_list("subscription_id", flat=True))
     renewing = first_batch - {subscriptions[0].subscription_id}  # the cancelled one ends
+    ending = len(first_batch) - len(renewing)
     assert len(first_batch) == 2
-    assert len(receiver.requests) == 2 + len(renewing)  # nothing from the rolled-back batch
+    # Nothing from the rolled-back batch.
+    assert len(receiver.requests) == 2 + len(renewing) + ending
     monkeypatch.setattr(billing, "_write_invoices", real_write)
     billing.run_billing_cycle(now=START + timedelta(weeks=1), batch_size=2)
 
@@ -182,6 +186,9 @@ def test_a_billing_run_announces_each_invoice_and_each_renewal(receiver, monkeyp
     assert sorted(body["data"]["subscription_id"] for body in renewed) == sorted(
         s.subscription_id for s in subscriptions[1:]
     )
+    [cancelled] = receiver.of_type(endpoint.secret, "subscription.cancelled")
+    assert cancelled["data"]["subscription_id"] == subscriptions[0].subscription_id
+    assert cancelled["data"]["status"] == "cancelled"
     for body in renewed:  # read back after the advance: the new period
         assert body["data"]["previous_billing_date"].startswith(
             (START + timedelta(weeks=1)).date().isoformat()
