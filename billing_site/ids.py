@@ -48,3 +48,7 @@ def new_payment_id() -> str:
 
 def new_refund_id() -> str:
     return new_id("ref")
+
+
+def new_checkout_session_id() -> str:
+    return new_id("cks")

@@ -244,6 +244,20 @@ if PAYMENT_PROVIDER == "stripe" and not (STRIPE_API_KEY and STRIPE_WEBHOOK_SECRE
     raise ImproperlyConfigured(
         "PAYMENT_PROVIDER=stripe needs STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET."
     )
+# The checkout page (products/checkout_views.py) collects the card with Stripe.js and this key.
+STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "").strip()
+# Stripe.js from Stripe itself; with STRIPE_API_BASE at a fake (localstripe), the fake's own copy
+# of it (localstripe serves one at /js.stripe.com/v3/), never a CDN.
+STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL", "").strip() or (
+    "https://js.stripe.com/v3/"
+    if STRIPE_API_BASE == "https://api.stripe.com"
+    else STRIPE_API_BASE.rstrip("/") + "/js.stripe.com/v3/"
+)
+# Where checkout_url points: this server's public address (e.g. https://billing.example.com);
+# empty: the address the API request came to.
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "").strip().rstrip("/")
+# How long a checkout session can be completed.
+CHECKOUT_SESSION_HOURS = int(os.environ.get("CHECKOUT_SESSION_HOURS", "24"))
 # Seconds one call to the provider may take; a claimed payment is leased for longer than that.
 PAYMENT_PROVIDER_TIMEOUT_SECONDS = float(os.environ.get("PAYMENT_PROVIDER_TIMEOUT_SECONDS", "30"))
 # Days after an invoice's first failed payment on which it is tried again; after the last

@@ -10,7 +10,7 @@ from credits import api as credits_api
 from events import api as events_api
 from meters import api as meters_api
 from products import api as products_api
-from products import invoice_api, payment_api, plan_change_api
+from products import checkout_api, checkout_views, invoice_api, payment_api, plan_change_api
 
 api_patterns = [
     path("events/ingest", events_api.IngestView.as_view(), name="events-ingest"),
@@ -173,6 +173,17 @@ api_patterns = [
         payment_api.StripeWebhookView.as_view(),
         name="providers-stripe-webhook",
     ),
+    path("checkouts", checkout_api.CheckoutSessionCreateView.as_view(), name="checkouts"),
+    path(
+        "checkouts/preview",
+        checkout_api.CheckoutPreviewView.as_view(),
+        name="checkouts-preview",
+    ),
+    path(
+        "checkouts/<str:session_id>",
+        checkout_api.CheckoutSessionDetailView.as_view(),
+        name="checkouts-detail",
+    ),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", api_views.ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -186,6 +197,8 @@ urlpatterns = [
         name="staff-plotly-js",
     ),
     path("admin/", admin.site.urls),
+    # The page a checkout session's checkout_url points at (for customers: no staff login).
+    path("checkout/<str:session_id>", checkout_views.checkout_page, name="checkout-page"),
     path("", api_views.home_redirect),
 ]
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from billing_site.fields import NumericField
 from billing_site.ids import (
+    new_checkout_session_id,
     new_customer_id,
     new_invoice_id,
     new_payment_id,
@@ -593,3 +594,70 @@ class ProviderEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id}"
+
+
+class CheckoutStatus(models.TextChoices):
+    OPEN = "open"
+    COMPLETED = "completed"
+
+
+class CheckoutSession(models.Model):
+    """Dodo's checkout session: what a merchant asked for (`POST /checkouts`), kept until the
+    customer completes the page at `/checkout/{session_id}` (products/checkout.py).
+
+    The customer is `customer` when the merchant named one, else `new_customer`'s details,
+    created only at completion. Completion sets `subscription` once (the row lock and the
+    one-to-one make a double submit start one subscription)."""
+
+    session_id = models.CharField(
+        primary_key=True, max_length=64, default=new_checkout_session_id, editable=False
+    )
+    status = models.CharField(
+        max_length=12, choices=CheckoutStatus.choices, default=CheckoutStatus.OPEN
+    )
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    quantity = models.PositiveIntegerField(default=1)
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # {email, name, phone_number} of a customer created at completion; {} when none was given.
+    new_customer = models.JSONField(default=dict, blank=True)
+    billing_address = models.JSONField(null=True, blank=True)
+    return_url = models.CharField(max_length=2048, null=True, blank=True)
+    cancel_url = models.CharField(max_length=2048, null=True, blank=True)
+    metadata = models.JSONField(
+        default=dict, blank=True, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder
+    )
+    trial_period_days = models.PositiveIntegerField(null=True, blank=True)
+    customer_business_name = models.CharField(max_length=255, null=True, blank=True)
+    minimal_address = models.BooleanField(default=False)
+    # The page's behaviour: Dodo's feature_flags and customization as given (checked at creation).
+    feature_flags = models.JSONField(default=dict, blank=True)
+    customization = models.JSONField(default=dict, blank=True)
+    allowed_payment_method_types = models.JSONField(null=True, blank=True)
+    setup_intent_id = models.CharField(max_length=255, null=True, blank=True)
+    setup_client_secret = models.CharField(max_length=255, null=True, blank=True)
+    payment_method_id = models.CharField(max_length=255, null=True, blank=True)
+    card_saved_at = models.DateTimeField(null=True, blank=True)
+    subscription = models.OneToOneField(
+        Subscription,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="checkout_session",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "session_id"]
+
+    def __str__(self) -> str:
+        return self.session_id
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.status == CheckoutStatus.OPEN and now >= self.expires_at
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        return bool(self.feature_flags.get(name, default))

@@ -192,6 +192,24 @@ def payment_method_saved(
     return True
 
 
+def save_payment_method(
+    customer: Customer, payment_method_id: str, *, now: datetime
+) -> ProviderCustomer:
+    """A card the customer saved on the checkout page (a SetupIntent with no Stripe customer):
+    attached to their Stripe customer (created on first need) and made their payment method,
+    as a payment-method session's card is. Provider calls: outside any transaction."""
+    _require_provider()
+    profile = provider_customer(customer)
+    stripe_provider.attach_payment_method(
+        payment_method_id=payment_method_id,
+        provider_customer_id=profile.provider_customer_id,
+    )
+    if _adopt(profile, payment_method_id, now=now):
+        for invoice_id in _unpaid_in_dunning(profile.customer_id):
+            retry_now(invoice_id, now=now, reason="new payment method")
+    return profile
+
+
 def _unpaid_in_dunning(customer_id: str) -> list[str]:
     return list(
         Dunning.objects.filter(

@@ -549,43 +549,76 @@ def record_admin_save(product: Product, *, before: dict) -> None:
 # --- subscriptions --------------------------------------------------------------------------------
 
 
-def resolve_customer(data: object) -> Customer:
-    """`{customer_id}` attaches an existing customer; `{email, name}` finds or creates one."""
+def customer_request(data: object, field: str = "customer") -> dict:
+    """Dodo's customer of a subscription or checkout, checked without writing anything:
+    `{customer_id}` of an existing customer, or `{email, name, phone_number}` of one to find or
+    create (resolve_customer)."""
     if not isinstance(data, dict):
-        raise _fail("customer", "Must be {customer_id} or {email, name}.")
+        raise _fail(field, "Must be {customer_id} or {email, name}.")
     if "customer_id" in data:
-        refuse_unknown(data, ("customer_id",), "customer")
-        customer = Customer.objects.filter(customer_id=data["customer_id"]).first()
-        if customer is None:
+        refuse_unknown(data, ("customer_id",), field)
+        if not Customer.objects.filter(customer_id=data["customer_id"]).exists():
             raise NotFound(f"No customer {data['customer_id']}.")
-        return customer
-    refuse_unknown(data, ("email", "name", "phone_number"), "customer")
+        return {"customer_id": data["customer_id"]}
+    refuse_unknown(data, ("email", "name", "phone_number"), field)
     email = data.get("email")
     if not isinstance(email, str) or "@" not in email:
-        raise _fail("customer.email", "Is required when no customer_id is given.")
+        raise _fail(f"{field}.email", "Is required when no customer_id is given.")
     # The customer's columns, checked here as the customers API checks them (else a 500).
     for name, limit in (("email", 254), ("name", 255), ("phone_number", 32)):
         value = data.get(name)
         if value is not None and (not isinstance(value, str) or len(value) > limit):
-            raise _fail(f"customer.{name}", f"Must be a string of at most {limit} characters.")
-    customer = Customer.objects.filter(email__iexact=email).order_by("created_at").first()
+            raise _fail(f"{field}.{name}", f"Must be a string of at most {limit} characters.")
+    return {name: data.get(name) for name in ("email", "name", "phone_number")}
+
+
+def resolve_customer(data: object, *, always_new: bool = False) -> Customer:
+    """`{customer_id}` attaches an existing customer; `{email, name}` finds the oldest customer
+    with that email or creates one (always creates one with `always_new`)."""
+    request = customer_request(data)
+    if "customer_id" in request:
+        return Customer.objects.get(customer_id=request["customer_id"])
+    email = request["email"]
+    customer = None
+    if not always_new:
+        customer = Customer.objects.filter(email__iexact=email).order_by("created_at").first()
     if customer is None:
         customer = Customer.objects.create(
             email=email,
-            name=data.get("name") or email.split("@")[0],
-            phone_number=data.get("phone_number"),
+            name=request["name"] or email.split("@")[0],
+            phone_number=request["phone_number"],
         )
     return customer
 
 
-def _check_trial(days: object) -> int:
+def _check_trial(days: object, field: str = "trial_period_days") -> int:
     if days is None:
         return 0
     if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= MAX_TRIAL_DAYS:
-        raise _fail(
-            "trial_period_days", f"Must be a whole number of days from 0 to {MAX_TRIAL_DAYS}."
-        )
+        raise _fail(field, f"Must be a whole number of days from 0 to {MAX_TRIAL_DAYS}.")
     return days
+
+
+def check_subscription_terms(
+    *,
+    product: Product,
+    quantity: object,
+    trial_period_days: object,
+    fields: tuple[str, str, str] = ("product_id", "quantity", "trial_period_days"),
+) -> int:
+    """What a subscription of this product may start with (quantity 1, an active product, a
+    trial of 0 to MAX_TRIAL_DAYS days), checked before anything is written; `fields` names the
+    product, quantity and trial fields of the request. Returns the trial's days."""
+    product_field, quantity_field, trial_field = fields
+    if quantity != 1 or isinstance(quantity, bool):
+        raise _fail(
+            quantity_field,
+            "Only 1 quantity allowed in usage based price products.",
+            "INVALID_QUANTITY",
+        )
+    if product.archived_at is not None:
+        raise _fail(product_field, "The product is archived.")
+    return _check_trial(trial_period_days, trial_field)
 
 
 def create_subscription(
@@ -601,13 +634,9 @@ def create_subscription(
 ) -> Subscription:
     """Start a subscription now. Its first period is [now, now + interval), or with a trial of
     N days the free trial [now, now + N days), after which the paid periods are counted."""
-    if quantity != 1:
-        raise _fail(
-            "quantity", "Only 1 quantity allowed in usage based price products.", "INVALID_QUANTITY"
-        )
-    if product.archived_at is not None:
-        raise _fail("product_id", "The product is archived.")
-    trial_days = _check_trial(trial_period_days)
+    trial_days = check_subscription_terms(
+        product=product, quantity=quantity, trial_period_days=trial_period_days
+    )
     with transaction.atomic():
         subscription = Subscription(
             customer=customer,

@@ -120,6 +120,38 @@ def create_setup_intent(*, provider_customer_id: str, customer_id: str) -> tuple
     return intent.id, intent.client_secret or ""
 
 
+def create_checkout_setup_intent(*, checkout_session_id: str) -> tuple[str, str]:
+    """(id, client secret) of a SetupIntent for a checkout page: with no Stripe customer, as
+    the checkout's customer may not exist before it completes (attach_payment_method then).
+    One per session (the idempotency key), however often the page is loaded."""
+    try:
+        intent = _client().v1.setup_intents.create(
+            params={
+                "usage": "off_session",
+                "metadata": {"checkout_session_id": checkout_session_id},
+            },
+            options={"idempotency_key": f"checkout-{checkout_session_id}"},
+        )
+    except _UNKNOWN as error:
+        raise _unknown_outcome(error) from error
+    except stripe.StripeError as error:
+        raise ProviderRefused(error.user_message or str(error)) from error
+    return intent.id, intent.client_secret or ""
+
+
+def attach_payment_method(*, payment_method_id: str, provider_customer_id: str) -> None:
+    """Attach a saved method to the Stripe customer, for charges off-session (a repeat for the
+    same customer changes nothing)."""
+    try:
+        _client().v1.payment_methods.attach(
+            payment_method_id, params={"customer": provider_customer_id}
+        )
+    except _UNKNOWN as error:
+        raise _unknown_outcome(error) from error
+    except stripe.StripeError as error:
+        raise ProviderRefused(error.user_message or str(error)) from error
+
+
 def setup_intent_method(setup_intent_id: str) -> str | None:
     """The payment method a SetupIntent saved, once it succeeded; None before."""
     try:

@@ -17,7 +17,7 @@ import pytest
 from django.test import override_settings
 
 from tests.faults.processes import free_port
-from tests.payments.fake_stripe import SECRET_KEY, WEBHOOK_SECRET, FakeStripe
+from tests.payments.fake_stripe import PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET, FakeStripe
 
 LAUNCHER = Path(__file__).with_name("localstripe_server.py")
 
@@ -29,6 +29,7 @@ def stripe_environment(api_base: str) -> dict[str, str]:
         "STRIPE_API_KEY": SECRET_KEY,
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "STRIPE_API_BASE": api_base,
+        "STRIPE_PUBLISHABLE_KEY": PUBLISHABLE_KEY,
     }
 
 
@@ -74,6 +75,9 @@ def fake_stripe(localstripe_url) -> FakeStripe:
         STRIPE_API_KEY=SECRET_KEY,
         STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
         STRIPE_API_BASE=localstripe_url,
+        STRIPE_PUBLISHABLE_KEY=PUBLISHABLE_KEY,
+        # As settings.py derives it from a STRIPE_API_BASE that is not Stripe's.
+        STRIPE_JS_URL=f"{localstripe_url}/js.stripe.com/v3/",
     ):
         yield fake
     fake.http.close()
