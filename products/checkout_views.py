@@ -128,7 +128,8 @@ def checkout_page(request: HttpRequest, session_id: str) -> HttpResponse:
     if session is None:
         return _closed(request, "There is no such checkout.", 404)
     if session.status == CheckoutStatus.COMPLETED:
-        return _completed(request, session)
+        # A second submit is answered as the first was.
+        return _completed(request, session) if request.method == "GET" else _to_page(session)
     now = timezone.now()
     if session.is_expired(now):
         return _closed(request, "This checkout has expired.", 410)
@@ -143,7 +144,11 @@ def checkout_page(request: HttpRequest, session_id: str) -> HttpResponse:
         return _closed(request, error.message, 410)
     except payments.PaymentProviderUnavailable as error:
         return _closed(request, f"{error.message} Try again in a moment.", 502)
-    # Post/redirect/get: a reload of what follows never sends the form again.
-    response = redirect("checkout-page", done.session_id)
+    return _to_page(done)
+
+
+def _to_page(session: CheckoutSession) -> HttpResponse:
+    """Post/redirect/get: a reload of what follows never sends the form again."""
+    response = redirect("checkout-page", session.session_id)
     response.status_code = 303
     return response
