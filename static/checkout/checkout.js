@@ -6,7 +6,7 @@
   "use strict";
   var form = document.getElementById("checkout-form");
   var config = JSON.parse(document.getElementById("checkout-config").textContent);
-  var button = document.getElementById("submit");
+  var button = document.getElementById("pay");
   var sent = false;
   if (!config.publishable_key) {
     form.addEventListener("submit", function (event) {
@@ -45,7 +45,7 @@
         button.disabled = false;
         return;
       }
-      form.submit();
+      HTMLFormElement.prototype.submit.call(form);
     });
   });
 })();
