@@ -31,6 +31,7 @@ from meters import analytics
 from products import invoices, payments, services
 from products.invoice_pdf import invoice_pdf
 from products.models import (
+    CheckoutSession,
     Customer,
     Dunning,
     Invoice,
@@ -652,3 +653,23 @@ class ProviderEventAdmin(ReadOnlyAdmin):
     list_display = ["event_id", "event_type", "object_id", "outcome", "received_at"]
     list_filter = ["event_type"]
     search_fields = ["=event_id", "=object_id"]
+
+
+@admin.register(CheckoutSession)
+class CheckoutSessionAdmin(ReadOnlyAdmin):
+    """Dodo's checkout sessions as the API created them and what completing them started."""
+
+    list_display = [
+        "session_id",
+        "product",
+        "customer",
+        "status",
+        "subscription",
+        "created_at",
+        "expires_at",
+        "completed_at",
+    ]
+    list_filter = ["status", "created_at"]
+    search_fields = ["=session_id", "=customer__customer_id", "=subscription__subscription_id"]
+    list_select_related = ["product", "customer", "subscription"]
+    exclude = ["setup_client_secret"]  # the browser's key to the SetupIntent, not for staff

@@ -82,6 +82,9 @@ CUSTOMIZATION_FIELDS = (
 )
 THEMES = ("dark", "light", "system")
 MAX_URL_LENGTH = 2048
+# The address lines the page requires (state is optional); with minimal_address Dodo's rule:
+# only the zip code (and the country, which every address here has).
+ADDRESS_REQUIRED = ("country", "street", "city", "zipcode")
 
 
 class CheckoutClosed(Conflict):
@@ -394,20 +397,11 @@ def page_fields(session: CheckoutSession) -> list[PageField]:
             required = session.flag("require_phone_number")
             shown.append(PageField("phone_number", "Phone", value, not value, required))
     address = session.billing_address or {}
-    required = (
-        {"country", "zipcode"}
-        if session.minimal_address
-        else {
-            "country",
-            "street",
-            "city",
-            "zipcode",
-        }
-    )
+    needed = {"country", "zipcode"} if session.minimal_address else set(ADDRESS_REQUIRED)
     for name in EDITABLE_ADDRESS:
         value = address.get(name) or ""
         editable = not value or session.flag(f"allow_customer_editing_{name}")
-        shown.append(PageField(name, name.capitalize(), value, editable, name in required))
+        shown.append(PageField(name, name.capitalize(), value, editable, name in needed))
     return shown
 
 

@@ -120,6 +120,7 @@ def preview_data(checked: checkout.CheckoutRequest, *, now) -> dict:
     before usage. No tax is computed: the merchant is the merchant of record (`is_byop`)."""
     product = checked.product
     currency = product.currency
+    country = (checked.billing_address or {})["country"]
     fee = product.fixed_price_minor * checked.quantity
     next_billing = timestamp_text(
         checkout.first_period_end(product, checked.trial_period_days, now)
@@ -159,7 +160,7 @@ def preview_data(checked: checkout.CheckoutRequest, *, now) -> dict:
         "tax": None,
     }
     return {
-        "billing_country": checked.billing_address["country"],
+        "billing_country": country,
         "currency": currency,
         "current_breakup": {"discount": 0, "subtotal": 0, "total_amount": 0, "tax": None},
         "is_byop": True,

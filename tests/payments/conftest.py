@@ -16,6 +16,7 @@ import httpx
 import pytest
 from django.test import override_settings
 
+from tests.dashboard.conftest import browser, page  # noqa: F401 (for the checkout page)
 from tests.faults.processes import free_port
 from tests.payments.fake_stripe import PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET, FakeStripe
 

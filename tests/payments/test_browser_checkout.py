@@ -22,8 +22,6 @@ skip_without_chromium()
 
 from playwright.sync_api import expect  # noqa: E402
 
-from tests.dashboard.conftest import browser, page  # noqa: E402, F401 (the browser fixtures)
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 # Runs before any page script: every Content-Security-Policy violation is kept for the test.
@@ -62,7 +60,11 @@ def fill_address(page) -> None:
 
 
 def test_checkout_in_chromium_ends_with_an_active_subscription_charged_at_localstripe(
-    fake_stripe, strict, live_server, page, product  # noqa: F811
+    fake_stripe,
+    strict,
+    live_server,
+    page,
+    product,
 ):
     return_url = f"{live_server.url}/api/docs"
     session = strict.checkout_sessions.create(
@@ -130,7 +132,10 @@ def test_checkout_in_chromium_ends_with_an_active_subscription_charged_at_locals
 
 
 def test_a_declined_card_is_shown_on_the_page_and_starts_nothing(
-    fake_stripe, strict, browser, product  # noqa: F811
+    fake_stripe,
+    strict,
+    browser,
+    product,
 ):
     session = strict.checkout_sessions.create(
         product_cart=[{"product_id": product.product_id, "quantity": 1}],
@@ -152,7 +157,10 @@ def test_a_declined_card_is_shown_on_the_page_and_starts_nothing(
 
 
 def test_without_a_provider_the_page_confirms_with_a_button(
-    strict, live_server, page, product  # noqa: F811
+    strict,
+    live_server,
+    page,
+    product,
 ):
     session = strict.checkout_sessions.create(
         product_cart=[{"product_id": product.product_id, "quantity": 1}],

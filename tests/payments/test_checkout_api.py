@@ -130,7 +130,10 @@ def test_preview_quotes_nothing_now_and_the_fee_each_period(strict, product):
 def test_preview_with_a_provider_asks_for_a_card(fake_stripe, api, product):
     answer = api.post(
         "/api/checkouts/preview",
-        {"product_cart": [{"product_id": product.product_id, "quantity": 1}], "billing_address": BILLING},
+        {
+            "product_cart": [{"product_id": product.product_id, "quantity": 1}],
+            "billing_address": BILLING,
+        },
         format="json",
     )
     assert answer.status_code == 200, answer.content
@@ -197,12 +200,16 @@ CART_REFUSED = [
 @pytest.mark.parametrize(("cart", "field"), CART_REFUSED, ids=[f for _, f in CART_REFUSED])
 def test_the_cart_holds_one_subscription_of_quantity_one(api, product, cart, field):
     item = {"product_id": product.product_id, "quantity": 1}
-    cart = {
-        "QUANTITY": [{**item, "quantity": 2}],
-        "ADDONS": [{**item, "addons": [{"addon_id": "adn_1", "quantity": 1}]}],
-        "AMOUNT": [{**item, "amount": 500}],
-        "EXTRA": [{**item, "colour": "red"}],
-    }.get(cart, cart) if isinstance(cart, str) else cart
+    cart = (
+        {
+            "QUANTITY": [{**item, "quantity": 2}],
+            "ADDONS": [{**item, "addons": [{"addon_id": "adn_1", "quantity": 1}]}],
+            "AMOUNT": [{**item, "amount": 500}],
+            "EXTRA": [{**item, "colour": "red"}],
+        }.get(cart, cart)
+        if isinstance(cart, str)
+        else cart
+    )
     answer = api.post("/api/checkouts", {"product_cart": cart}, format="json")
     assert answer.status_code == 422, answer.content
     assert field in [e["field"] for e in answer.json()["errors"]]

@@ -191,7 +191,7 @@ def test_unknown_expired_and_completed_sessions_answer_a_plain_page(api, product
     assert api.get(f"/api/checkouts/{session_id}").json()["status"] == "expired"
 
 
-# --- with Stripe (localstripe) ---------------------------------------------------------------------
+# --- with Stripe (localstripe) -------------------------------------------------------------------
 
 
 def confirm_card(fake_stripe, path: str, number: str = GOOD_CARD):
@@ -250,3 +250,14 @@ def test_with_stripe_the_card_must_be_confirmed_and_is_then_charged_each_period(
     status = api.get(f"/api/checkouts/{session.session_id}").json()
     assert status["payment_status"] == "succeeded"
     assert status["payment_id"] == invoice.payments.get().payment_id
+
+
+def test_staff_see_checkout_sessions_read_only(api, product, admin_client):
+    create(api, product)
+    session = CheckoutSession.objects.get()
+    listing = admin_client.get("/admin/products/checkoutsession/")
+    assert listing.status_code == 200 and session.session_id in listing.content.decode()
+    detail = admin_client.get(f"/admin/products/checkoutsession/{session.session_id}/change/")
+    assert detail.status_code == 200
+    assert b'name="status"' not in detail.content  # nothing to edit
+    assert admin_client.get("/admin/products/checkoutsession/add/").status_code == 403
