@@ -8,7 +8,7 @@ from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -69,9 +69,43 @@ def checkout_url(request, session: CheckoutSession) -> str:
     return base + path
 
 
+def _nullable_text(**kwargs) -> serializers.CharField:
+    return serializers.CharField(allow_null=True, **kwargs)
+
+
+SESSION_ANSWER = inline_serializer(
+    "CheckoutSessionResponse",
+    {
+        "session_id": serializers.CharField(),
+        "checkout_url": serializers.CharField(),
+        "client_secret": _nullable_text(help_text="Always null: confirm is not offered."),
+        "payment_id": _nullable_text(help_text="Always null: confirm is not offered."),
+        "publishable_key": _nullable_text(help_text="Always null: confirm is not offered."),
+    },
+)
+SESSION_STATUS = inline_serializer(
+    "CheckoutSessionStatus",
+    {
+        "id": serializers.CharField(),
+        "created_at": serializers.DateTimeField(),
+        "customer_email": _nullable_text(),
+        "customer_name": _nullable_text(),
+        "payment_id": _nullable_text(help_text="The first invoice's payment, once it exists."),
+        "payment_status": _nullable_text(),
+        "status": serializers.ChoiceField(
+            choices=["open", "completed", "expired"], help_text=EXTENSION
+        ),
+        "subscription_id": _nullable_text(
+            help_text="The subscription completing the session started. " + EXTENSION
+        ),
+    },
+)
+
+
 class CheckoutSessionCreateView(StrictQueryMixin, APIView):
     @extend_schema(
         request=CheckoutSessionSerializer,
+        responses=SESSION_ANSWER,
         description="Dodo's checkout_sessions.create for one usage-based subscription product: "
         "answers {session_id, checkout_url}; the customer completes the page at checkout_url. "
         "Fields needing Dodo's own services (discount codes, tax ids, custom fields, "
@@ -94,8 +128,9 @@ class CheckoutSessionCreateView(StrictQueryMixin, APIView):
 
 class CheckoutSessionDetailView(StrictQueryMixin, APIView):
     @extend_schema(
+        responses=SESSION_STATUS,
         description="Dodo's checkout_sessions.retrieve, plus `status` (open, completed, "
-        "expired) and `subscription_id` (the subscription it started): " + EXTENSION
+        "expired) and `subscription_id` (the subscription it started): " + EXTENSION,
     )
     def get(self, request, session_id: str):
         session = get_object_or_404(

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from billing_site.errors import DomainError, InvalidInput
+from billing_site.money import format_minor
 from billing_site.security import policy_allowing
 from products import checkout, payments
 from products.models import CheckoutSession, CheckoutStatus
@@ -78,6 +79,8 @@ def _form(
         "session": session,
         "product": product,
         "meters": product.product_meters.select_related("meter").all(),
+        "fee": format_minor(product.fixed_price_minor * session.quantity, product.currency),
+        "nothing": format_minor(0, product.currency),
         "inputs": [
             {
                 "name": shown.name,
