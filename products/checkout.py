@@ -324,7 +324,12 @@ def checkout_request(values: Mapping) -> CheckoutRequest:
         cancel_url=_url(values, "cancel_url"),
         metadata=values.get("metadata") or {},
         customer_business_name=values.get("customer_business_name"),
-        minimal_address=bool(values.get("minimal_address")),
+        # Dodo: true by default for the single-page flow.
+        minimal_address=bool(
+            values.get("minimal_address")
+            if values.get("minimal_address") is not None
+            else flags.get("single_page")
+        ),
         feature_flags=flags,
         customization=_customization(values),
         allowed_payment_method_types=_payment_method_types(values),

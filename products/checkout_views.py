@@ -95,6 +95,13 @@ def _form(
             for shown in checkout.page_fields(session)
         ],
         "errors": errors or {},
+        # A rule's refusal that is about no input (the product was archived meanwhile).
+        "general_errors": [
+            message
+            for name, message in (errors or {}).items()
+            if name not in {shown.name for shown in checkout.page_fields(session)}
+            and name not in ("card", "cardholder_name")
+        ],
         "collect_card": payments.provider_enabled(),
         "stripe_js_url": settings.STRIPE_JS_URL,
         "config": config,

@@ -261,3 +261,12 @@ def test_staff_see_checkout_sessions_read_only(api, product, admin_client):
     assert detail.status_code == 200
     assert b'name="status"' not in detail.content  # nothing to edit
     assert admin_client.get("/admin/products/checkoutsession/add/").status_code == 403
+
+
+def test_a_product_archived_before_completion_is_said_on_the_page(api, product):
+    path = create(api, product)
+    product.archived_at = timezone.now()
+    product.save(update_fields=["archived_at"])
+    page = Client().post(path, FORM)
+    assert page.status_code == 422 and b"The product is archived." in page.content
+    assert not Subscription.objects.exists() and not Customer.objects.exists()
