@@ -401,6 +401,15 @@ def period_lines(
             }
             all_lines.append(trial_lines(subscription.product, meters, measured))
             continue
+        lead = subscription.lead_terms(period)
+        if lead is not None:  # the short period a kept-cycle plan change left (no credits)
+            share, bills_fee = lead
+            measured = {
+                pm.meter_id: usage.get((subscription.subscription_id, pm.meter_id), Usage.zero())
+                for pm in meters
+            }
+            all_lines.append(lead_lines(subscription, meters, measured, share, bills_fee))
+            continue
         credit_lines: list[CreditLine] = []
         overage_charges: list[OverageCharge] = []
         if catalogue.uses_credits(subscription):
@@ -476,6 +485,43 @@ def early_close_lines(
                 free_threshold=int(pm.free_threshold * threshold_fraction),
             )
             for pm in meters
+        ),
+    ]
+
+
+def lead_lines(
+    subscription: Subscription,
+    product_meters: Iterable[ProductMeter],
+    usage: dict[str, Usage],
+    share: Decimal,
+    bills_fee: bool,
+) -> list[LineDraft]:
+    """The invoice of a lead (the rest of a period after a plan change that kept the cycle):
+    the fee x seats x `share` of a full period (rounded half-up once), or nothing when the
+    change billed it already (`difference_immediately`); free thresholds x `share`, rounded
+    down to whole units, as on the change invoice."""
+    product = subscription.product
+    fee = product.fixed_price_minor * subscription.quantity
+    seats = f" x {subscription.quantity}" if subscription.quantity != 1 else ""
+    if bills_fee:
+        fixed = LineDraft(
+            LineKind.FIXED_FEE,
+            f"{product.name}: fixed fee{seats}, prorated {share:.6f} of the period",
+            round_minor(fee * share),
+        )
+    else:
+        fixed = LineDraft(
+            LineKind.FIXED_FEE, f"{product.name}: fixed fee, billed at the plan change", 0
+        )
+    return [
+        fixed,
+        *(
+            usage_line(
+                pm,
+                usage.get(pm.meter_id, Usage.zero()),
+                free_threshold=int(pm.free_threshold * share),
+            )
+            for pm in product_meters
         ),
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.db import models
 from django.utils import timezone
@@ -155,6 +156,9 @@ class SubscriptionStatus(models.TextChoices):
     # Every automatic payment attempt of an invoice failed (products/payments.py): no period
     # closes until a later payment succeeds and the subscription is active again.
     ON_HOLD = "on_hold"
+    # PATCH status "paused" (products/plan_changes.py): the period closed at the pause, no
+    # period runs until status "active" starts one at the resume moment.
+    PAUSED = "paused"
     CANCELLED = "cancelled"
 
 
@@ -175,6 +179,12 @@ class Subscription(models.Model):
     growing (one invoice per index), `anchor` stays the start of all billed history (ingestion
     refuses events in [anchor, finalized_until)), and periods before `cycle_offset` are known
     from their invoices only.
+
+    A change that keeps the billing cycle (`prorated_immediately_keep_cycle`,
+    `difference_immediately`) moves `cycle_offset` one index on without moving the grid: the
+    period after the change is the grid's period that contains `lead_start`, cut to start
+    there (the *lead* up to the original next billing date). It covers `lead_share` of a full
+    period: its fixed fee (when `lead_fee`) and free thresholds are scaled by it.
     """
 
     subscription_id = models.CharField(
@@ -197,6 +207,11 @@ class Subscription(models.Model):
         null=True, blank=True, editable=False, help_text="Where the cycle restarted last."
     )
     cycle_offset = models.PositiveIntegerField(default=0, editable=False)
+    lead_start = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Start of a kept cycle's short period."
+    )
+    lead_share = NumericField(null=True, blank=True, editable=False)
+    lead_fee = models.BooleanField(default=True, editable=False)
     trial_period_days = models.PositiveIntegerField(default=0)
     cancel_at_next_billing_date = models.BooleanField(default=False)
     cancelled_at = models.DateTimeField(null=True, blank=True)
@@ -246,6 +261,20 @@ class Subscription(models.Model):
         return index == 0 and self.trial_period_days > 0
 
     def period(self, index: int) -> Period:
+        """Period `index`: the grid's (`full_period`), a lead cut to start at `lead_start`."""
+        full = self.full_period(index)
+        if self.lead_start is not None and full.start < self.lead_start < full.end:
+            return Period(index, self.lead_start, full.end)
+        return full
+
+    def lead_terms(self, period: Period) -> tuple[Decimal, bool] | None:
+        """(share of a full period, whether the fee is billed) when `period` is a lead."""
+        if self.lead_start is None or period.start != self.lead_start:
+            return None
+        return Decimal(self.lead_share), self.lead_fee
+
+    def full_period(self, index: int) -> Period:
+        """Period `index` on the cycle's grid, whole (what proration shares are taken of)."""
         if self.cycle_anchor is not None and index >= self.cycle_offset:
             k = index - self.cycle_offset
             return Period(

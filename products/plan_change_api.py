@@ -80,20 +80,21 @@ def immediate_charge(result: plan_changes.ChangeResult) -> dict:
     """Dodo's `immediate_charge`: the closing period's fixed fee as the `subscription` item and
     each meter as a `meter` item, exactly the invoice's lines; tax is 0 (none computed here)."""
     currency = result.invoice.currency
+    plan = result.fee_plan or result.old_plan  # difference_immediately bills the new plan's fee
     items = []
     for line in result.lines:
         if line.kind == LineKind.FIXED_FEE:
             items.append(
                 {
                     "type": "subscription",
-                    "id": result.old_plan.product_id,
-                    "product_id": result.old_plan.product_id,
+                    "id": plan.product_id,
+                    "product_id": plan.product_id,
                     "name": line.description,
                     "description": line.description,
                     "currency": currency,
-                    "quantity": result.old_plan.quantity,
+                    "quantity": plan.quantity,
                     "proration_factor": float(result.proration_factor),
-                    "unit_price": result.old_plan.unit_price,
+                    "unit_price": plan.unit_price,
                     "tax_inclusive": False,
                     "tax": 0,
                     "tax_rate": 0,

@@ -42,12 +42,13 @@ PRORATION_MODES = (
     "do_not_bill",
     "prorated_immediately_keep_cycle",
 )
-# Fixed fees are billed in arrears here (at the end of the period they pay for), so the two
-# modes that settle the *next* plan's fee in advance have no meaning yet: refused by name.
-UNSUPPORTED_MODES = {
-    "difference_immediately": "charges the new plan's price difference in advance",
-    "prorated_immediately_keep_cycle": "keeps the billing date with a prorated advance charge",
-}
+# Fees are billed in arrears here (on the invoice that closes their period). The two modes that
+# keep the billing cycle end the period at the change too, and leave a short period of the new
+# plan (the *lead*) up to the original next billing date; they differ in the fixed fee:
+# `prorated_immediately_keep_cycle` bills each plan's fee for its share of the period, and
+# `difference_immediately` bills the period's fee at the new plan, in full, at the change (what
+# Dodo's "pay the difference" comes to in arrears: the period costs the new plan's fee).
+KEEP_CYCLE_MODES = ("prorated_immediately_keep_cycle", "difference_immediately")
 
 
 class SubscriptionNotActive(Conflict):
@@ -75,14 +76,15 @@ class Plan:
     product_id: str
     quantity: int
     unit_price: int
+    name: str = ""
 
     @classmethod
     def of(cls, subscription: Subscription) -> Plan:
-        return cls(
-            subscription.product_id,
-            subscription.quantity,
-            subscription.product.fixed_price_minor,
-        )
+        return cls.of_product(subscription.product, subscription.quantity)
+
+    @classmethod
+    def of_product(cls, product: Product, quantity: int) -> Plan:
+        return cls(product.pk, quantity, product.fixed_price_minor, product.name)
 
 
 @dataclass(frozen=True)
@@ -91,43 +93,66 @@ class ChangeResult:
     old_plan: Plan
     invoice: Invoice
     period: Period  # the period that ended at the change
-    proration_factor: Decimal  # the share of that period that was used
+    proration_factor: Decimal  # the share of a full period the fixed fee line is billed for
     lines: list[LineDraft]
+    fee_plan: Plan | None = None  # whose fee the fixed fee line is (the old plan when None)
 
 
-def elapsed_fraction(period: Period, moment: datetime) -> Decimal:
-    """The share of `period` before `moment`, to the second (exact decimal, never a float)."""
-    second = timedelta(seconds=1)
-    total = (period.end - period.start) // second
-    return Decimal((moment - period.start) // second) / Decimal(total)
+_SECOND = timedelta(seconds=1)
 
 
-def fixed_fee_line(subscription: Subscription, fraction: Decimal, mode: str) -> LineDraft:
-    """The old plan's fee for the short period: prorated to the second, in full, or nothing."""
-    fee = subscription.product.fixed_price_minor * subscription.quantity
-    name = subscription.product.name
-    if mode == "full_immediately":
-        return LineDraft(LineKind.FIXED_FEE, f"{name}: fixed fee", fee)
-    if mode == "do_not_bill":
-        return LineDraft(LineKind.FIXED_FEE, f"{name}: fixed fee, not billed (plan change)", 0)
-    return LineDraft(
+def share(part: timedelta, whole: Period) -> Decimal:
+    """`part` as a share of the whole period `whole`, to the second (exact decimal, no float)."""
+    return Decimal(part // _SECOND) / Decimal((whole.end - whole.start) // _SECOND)
+
+
+@dataclass(frozen=True)
+class FeeTerms:
+    """How the fixed fee line of a period ending early at a change is priced."""
+
+    mode: str
+    used: Decimal  # the share of the full period from the current period's start to the change
+    covered: Decimal  # the share of the full period the current period covers (1 unless a lead)
+    already_billed: bool  # a lead whose fee a difference_immediately change billed already
+    new_plan: Plan | None = None  # for difference_immediately: the plan it bills
+
+
+def fixed_fee_line(subscription: Subscription, terms: FeeTerms) -> tuple[LineDraft, Decimal]:
+    """The fee line of the short period and its proration factor: the old fee prorated to the
+    second, in full, nothing, or (difference_immediately) the new plan's fee for the period."""
+    product = subscription.product
+    fee = product.fixed_price_minor * subscription.quantity
+    name = product.name
+    if terms.already_billed:
+        line = LineDraft(LineKind.FIXED_FEE, f"{name}: fixed fee, billed at the plan change", 0)
+        return line, Decimal(0)
+    if terms.mode == "full_immediately":
+        amount = fee if terms.covered == 1 else round_minor(fee * terms.covered)
+        return LineDraft(LineKind.FIXED_FEE, f"{name}: fixed fee", amount), terms.covered
+    if terms.mode == "do_not_bill":
+        line = LineDraft(LineKind.FIXED_FEE, f"{name}: fixed fee, not billed (plan change)", 0)
+        return line, terms.used
+    if terms.mode == "difference_immediately" and terms.new_plan is not None:
+        new_fee = terms.new_plan.unit_price * terms.new_plan.quantity
+        line = LineDraft(
+            LineKind.FIXED_FEE,
+            f"{terms.new_plan.name}: fixed fee of the period at the new plan "
+            "(difference_immediately)",
+            new_fee if terms.covered == 1 else round_minor(new_fee * terms.covered),
+        )
+        return line, terms.covered
+    line = LineDraft(
         LineKind.FIXED_FEE,
-        f"{name}: fixed fee, prorated {fraction:.6f} of the period",
-        round_minor(fee * fraction),
+        f"{name}: fixed fee, prorated {terms.used:.6f} of the period",
+        round_minor(fee * terms.used),
     )
+    return line, terms.used
 
 
 def check_plan_change(
     subscription: Subscription, *, product_id: str, quantity: int, mode: str
 ) -> Product:
     """The new product, or a 422 naming the field that cannot be applied; nothing written."""
-    if mode in UNSUPPORTED_MODES:
-        raise _fail(
-            "proration_billing_mode",
-            f"{mode} ({UNSUPPORTED_MODES[mode]}) is not supported: fixed fees are billed at the "
-            "end of their period here. Use prorated_immediately, full_immediately or do_not_bill.",
-            "UNSUPPORTED_PRORATION_MODE",
-        )
     if mode not in PRORATION_MODES:
         raise _fail("proration_billing_mode", f"Unknown proration mode {mode!r}.")
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
@@ -144,6 +169,25 @@ def check_plan_change(
             f"{subscription.product.currency}: changing currency is not supported.",
             "CURRENCY_CHANGE_NOT_SUPPORTED",
         )
+    if mode in KEEP_CYCLE_MODES:
+        if product.interval != subscription.interval:
+            raise _fail(
+                "proration_billing_mode",
+                f"{mode} keeps the billing cycle, but the product renews every "
+                f"{product.interval.count} {product.interval.unit} and the subscription every "
+                f"{subscription.interval.count} {subscription.interval.unit}: use "
+                "prorated_immediately (a new cycle starts at the change) or effective_at "
+                "next_billing_date.",
+                "KEEP_CYCLE_INTERVAL_MISMATCH",
+            )
+        if subscription.is_trial(subscription.period_index):
+            raise _fail(
+                "proration_billing_mode",
+                f"{mode} keeps the billing cycle, and the subscription is in its free trial: "
+                "use prorated_immediately (the trial ends at the change) or effective_at "
+                "next_billing_date.",
+                "KEEP_CYCLE_IN_TRIAL",
+            )
     probe = Subscription(product=product, customer_id=subscription.customer_id)
     if billing.uses_credits(probe) or billing.uses_credits(subscription):
         raise _fail(
@@ -184,19 +228,28 @@ def _locked(subscription_id: str, *, now: datetime) -> Subscription:
 
 
 def _end_period_now(
-    subscription: Subscription, *, fee_mode: str, now: datetime
+    subscription: Subscription, *, fee_mode: str, now: datetime, new_plan: Plan | None = None
 ) -> tuple[Invoice, Period, Decimal, list[LineDraft]]:
     """Invoice the current period as ending at `now` (final at once, numbered), and mark
-    everything before `now` invoiced. The caller moves the subscription on."""
+    everything before `now` invoiced. The caller moves the subscription on. Shares are taken
+    of the full period on the cycle's grid, so a lead (a kept cycle's short period) prorates
+    like the period it is part of. Returns the invoice, the short period, the fee line's
+    proration factor and the lines."""
     lock_customer_slots([subscription.customer_id], shared=False)
     current = subscription.period(subscription.period_index)
+    full = subscription.full_period(subscription.period_index)
     short = Period(current.index, current.start, now)
-    fraction = elapsed_fraction(current, now)
+    lead = subscription.lead_terms(current)
+    terms = FeeTerms(
+        mode=fee_mode,
+        used=share(now - current.start, full),
+        covered=share(current.end - current.start, full),
+        already_billed=lead is not None and not lead[1],
+        new_plan=new_plan,
+    )
+    fee_line, factor = fixed_fee_line(subscription, terms)
     lines = billing.early_close_lines(
-        subscription,
-        short,
-        fixed_fee=fixed_fee_line(subscription, fraction, fee_mode),
-        threshold_fraction=fraction,
+        subscription, short, fixed_fee=fee_line, threshold_fraction=terms.used
     )
     [number] = billing.take_invoice_numbers(1, year=now.year)
     invoice = Invoice.objects.create(
@@ -217,7 +270,7 @@ def _end_period_now(
     webhook_events.invoices_finalized([invoice])
     # Collected like every issued invoice (nothing happens with PAYMENT_PROVIDER=none).
     payment_outbox.schedule_first_payments([invoice], now=now)
-    return invoice, short, fraction, lines
+    return invoice, short, factor, lines
 
 
 def _state(subscription: Subscription) -> dict:
@@ -260,17 +313,20 @@ def _apply_change(
     _take_schedule(subscription, replace=replace)
     before = _state(subscription)
     old_plan = Plan.of(subscription)
-    invoice, short, fraction, lines = _end_period_now(subscription, fee_mode=mode, now=now)
+    new_plan = Plan.of_product(product, quantity)
+    current = subscription.period(subscription.period_index)
+    lead = subscription.lead_terms(current)
+    invoice, short, fraction, lines = _end_period_now(
+        subscription, fee_mode=mode, now=now, new_plan=new_plan
+    )
     subscription.product = product
     subscription.quantity = quantity
-    subscription.interval_unit = product.interval.unit
-    subscription.interval_count = product.interval.count
-    subscription.cycle_anchor = now
-    subscription.cycle_offset = short.index + 1
-    following = subscription.period(short.index + 1)
-    subscription.period_index = following.index
-    subscription.current_period_start = following.start
-    subscription.current_period_end = following.end
+    if mode in KEEP_CYCLE_MODES:
+        # The period's fee is billed once: a lead whose fee was billed stays without one.
+        fee_left = mode == "prorated_immediately_keep_cycle" and (lead is None or lead[1])
+        _keep_cycle(subscription, short, current.end, bills_fee=fee_left)
+    else:
+        _new_cycle(subscription, short, product, now=now)
     subscription.finalized_until = now
     subscription.save(
         update_fields=[
@@ -280,6 +336,9 @@ def _apply_change(
             "interval_count",
             "cycle_anchor",
             "cycle_offset",
+            "lead_start",
+            "lead_share",
+            "lead_fee",
             "period_index",
             "current_period_start",
             "current_period_end",
@@ -299,7 +358,42 @@ def _apply_change(
         },
     )
     webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_PLAN_CHANGED, [subscription])
-    return ChangeResult(subscription, old_plan, invoice, short, fraction, lines)
+    fee_plan = new_plan if mode == "difference_immediately" and fraction else None
+    return ChangeResult(subscription, old_plan, invoice, short, fraction, lines, fee_plan)
+
+
+def _new_cycle(subscription: Subscription, short: Period, product: Product, *, now: datetime):
+    """Restart the cycle at `now`: the new product's interval, counted from the change."""
+    subscription.interval_unit = product.interval.unit
+    subscription.interval_count = product.interval.count
+    subscription.cycle_anchor = now
+    subscription.cycle_offset = short.index + 1
+    subscription.lead_start = subscription.lead_share = None
+    subscription.lead_fee = True
+    following = subscription.period(short.index + 1)
+    subscription.period_index = following.index
+    subscription.current_period_start = following.start
+    subscription.current_period_end = following.end
+
+
+def _keep_cycle(subscription: Subscription, short: Period, end: datetime, *, bills_fee: bool):
+    """Keep the grid: the period after the change is the lead [change, `end`), the rest of the
+    grid's period, then the cycle goes on at the original anchor (the same interval: the check
+    refused another). One more index is spent, so the grid's offset moves one on."""
+    if subscription.cycle_anchor is None:
+        trial_end = subscription.trial_end
+        subscription.cycle_anchor = trial_end or subscription.anchor
+        subscription.cycle_offset = 1 if trial_end else 0
+    subscription.cycle_offset += 1
+    full = subscription.full_period(short.index + 1)
+    subscription.lead_start = short.end
+    subscription.lead_share = share(end - short.end, full)
+    subscription.lead_fee = bills_fee
+    following = subscription.period(short.index + 1)
+    assert (following.start, following.end) == (short.end, end), "the grid moved"
+    subscription.period_index = following.index
+    subscription.current_period_start = following.start
+    subscription.current_period_end = following.end
 
 
 def change_plan(

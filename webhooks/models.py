@@ -33,6 +33,7 @@ class EventType(models.TextChoices):
     SUBSCRIPTION_RENEWED = "subscription.renewed", "subscription.renewed"
     SUBSCRIPTION_PLAN_CHANGED = "subscription.plan_changed", "subscription.plan_changed"
     SUBSCRIPTION_CANCELLED = "subscription.cancelled", "subscription.cancelled"
+    SUBSCRIPTION_PAUSED = "subscription.paused", "subscription.paused"
     INVOICE_CREATED = "invoice.created", "invoice.created"
     # Collecting invoices (products/payments.py), Dodo's types.
     PAYMENT_SUCCEEDED = "payment.succeeded", "payment.succeeded"

@@ -116,19 +116,26 @@ def test_a_change_mid_period_bills_the_old_plan_up_to_it_and_the_new_plan_after(
     assert AuditEntry.objects.filter(action="plan_changed", object_id=subscription.pk).count() == 1
 
 
-def test_events_just_before_at_and_after_the_change_land_on_exactly_one_invoice(plans):
+# The modes with their next billing date after the change: a new cycle, or the cycle kept.
+CYCLES = [("do_not_bill", NEW_END), ("prorated_immediately_keep_cycle", PERIOD_END)]
+
+
+@pytest.mark.parametrize(("mode", "renewal_at"), CYCLES)
+def test_events_just_before_at_and_after_the_change_land_on_exactly_one_invoice(
+    plans, mode, renewal_at
+):
     subscription, new = plans
     just_before = CHANGE - timedelta(microseconds=1)
     just_after = CHANGE + timedelta(microseconds=1)
     for name, at in (("b", just_before), ("at", CHANGE), ("a", just_after)):
         calls(subscription, 1, at, name)
     result = plan_changes.change_plan(
-        subscription.pk, product_id=new.pk, quantity=1, mode="do_not_bill", now=CHANGE
+        subscription.pk, product_id=new.pk, quantity=1, mode=mode, now=CHANGE
     )
     assert result.invoice.lines.get(kind=LineKind.USAGE).consumed_units == 1
     with pytest.raises(InvalidEvents):  # the old period is invoiced: a late event is refused
         calls(subscription, 1, just_before, "late")
-    [renewal] = run_billing_cycle(now=NEW_END)
+    [renewal] = run_billing_cycle(now=renewal_at)
     assert renewal.lines.get(kind=LineKind.USAGE).consumed_units == 2
 
 
@@ -180,8 +187,6 @@ def test_a_due_period_is_closed_before_the_change(plans):
         ({"product_id": "pdt_missing"}, "product_id"),
         ({"quantity": 0}, "quantity"),
         ({"mode": "sometimes"}, "proration_billing_mode"),
-        ({"mode": "difference_immediately"}, "proration_billing_mode"),
-        ({"mode": "prorated_immediately_keep_cycle"}, "proration_billing_mode"),
     ],
 )
 def test_bad_input_names_the_field_and_changes_nothing(plans, change, field):
@@ -232,7 +237,8 @@ def test_cancelling_now_bills_the_period_so_far_with_a_prorated_fee(plans):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_events_racing_a_change_are_on_exactly_one_invoice_or_refused(plans):
+@pytest.mark.parametrize(("mode", "renewal_at"), CYCLES)
+def test_events_racing_a_change_are_on_exactly_one_invoice_or_refused(plans, mode, renewal_at):
     subscription, new = plans
     customer = subscription.customer_id
     accepted: list[int] = []
@@ -265,18 +271,19 @@ def test_events_racing_a_change_are_on_exactly_one_invoice_or_refused(plans):
     sender.start()
     sending.wait(timeout=30)
     result = plan_changes.change_plan(
-        subscription.pk, product_id=new.pk, quantity=1, mode="do_not_bill", now=CHANGE
+        subscription.pk, product_id=new.pk, quantity=1, mode=mode, now=CHANGE
     )
     sender.join()
     assert refused and len(accepted) >= 4
     # Each acknowledged batch: its "before" event on the change invoice, the others after it.
     assert result.invoice.lines.get(kind=LineKind.USAGE).consumed_units == len(accepted)
-    [renewal] = run_billing_cycle(now=NEW_END)
+    [renewal] = run_billing_cycle(now=renewal_at)
     assert renewal.lines.get(kind=LineKind.USAGE).consumed_units == 2 * len(accepted)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_concurrent_changes_leave_one_consistent_result(plans):
+@pytest.mark.parametrize("mode", ["prorated_immediately", "difference_immediately"])
+def test_two_concurrent_changes_leave_one_consistent_result(plans, mode):
     subscription, new = plans
     basic = make_product([], fixed_price=100, now=START, name="Basic")
     errors: list[Exception] = []
@@ -287,7 +294,7 @@ def test_two_concurrent_changes_leave_one_consistent_result(plans):
                 subscription.pk,
                 product_id=product_id,
                 quantity=1,
-                mode="prorated_immediately",
+                mode=mode,
                 now=CHANGE,
             )
         except Exception as error:  # noqa: BLE001 - collected and checked below
