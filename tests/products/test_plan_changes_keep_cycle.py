@@ -255,9 +255,7 @@ def test_another_interval_or_a_trial_cannot_keep_the_cycle(plans, mode):
         customer=make_customer(), product=weekly, now=START, trial_period_days=14
     )
     with pytest.raises(InvalidInput) as refused:
-        plan_changes.change_plan(
-            trial.pk, product_id=weekly.pk, quantity=1, mode=mode, now=CHANGE
-        )
+        plan_changes.change_plan(trial.pk, product_id=weekly.pk, quantity=1, mode=mode, now=CHANGE)
     assert refused.value.code == "KEEP_CYCLE_IN_TRIAL"
     assert not Invoice.objects.exists()
     assert Subscription.objects.get(pk=subscription.pk).current_period_start == START

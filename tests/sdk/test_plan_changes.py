@@ -187,3 +187,47 @@ def test_a_change_at_the_next_billing_date_is_shown_and_can_be_cancelled(
     with pytest.raises(dodopayments.NotFoundError):
         strict_in_process.subscriptions.cancel_change_plan(subscription.pk)
     assert not Invoice.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("mode", "change_fee", "lead_fee"),
+    [
+        # 1000 (the old fee for 10 days 7 s of 31 days) + the new fee x 2 seats for the rest.
+        ("prorated_immediately_keep_cycle", 1000, int(12000 * (1 - USED) + Fraction(1, 2))),
+        ("difference_immediately", 12000, 0),  # the period at the new plan, in full, now
+    ],
+)
+def test_a_change_that_keeps_the_cycle_through_the_sdk(
+    strict_in_process, clock, plans, mode, change_fee, lead_fee
+):
+    from products.billing import run_billing_cycle
+
+    subscription, new = plans
+    preview = strict_in_process.subscriptions.preview_change_plan(
+        subscription.pk, product_id=new.pk, quantity=2, proration_billing_mode=mode
+    )
+    usage = (150 - 32) * 2
+    assert preview.immediate_charge.summary.total_amount == change_fee + usage
+    [plan_item, _] = preview.immediate_charge.line_items
+    assert plan_item.product_id == (
+        new.pk if mode == "difference_immediately" else subscription.product_id
+    )
+    assert preview.new_plan.next_billing_date == datetime(2026, 2, 1, tzinfo=UTC)
+    answer = strict_in_process.subscriptions.change_plan(
+        subscription.pk, product_id=new.pk, quantity=2, proration_billing_mode=mode
+    )
+    invoice = Invoice.objects.get(pk=answer.invoice_id)
+    assert invoice.total_minor == preview.immediate_charge.summary.total_amount
+    after = strict_in_process.subscriptions.retrieve(subscription.pk)
+    assert (after.previous_billing_date, after.next_billing_date) == (
+        CHANGE,
+        datetime(2026, 2, 1, tzinfo=UTC),
+    )
+    events = [
+        event(f"n{i}", subscription.customer_id, "api.call", timestamp=CHANGE + timedelta(days=1))
+        for i in range(250)
+    ]
+    ingest_events(events, now=CHANGE + timedelta(days=1))
+    [lead] = run_billing_cycle(now=datetime(2026, 2, 1, tzinfo=UTC))
+    # 200 free units x 1814393/2678400 = 135.48 -> 135; 115 units at 1 cent.
+    assert lead.total_minor == lead_fee + (250 - 135) * 1
