@@ -29,6 +29,8 @@ class Action(models.TextChoices):
     PLAN_CHANGE_SCHEDULED = "plan_change_scheduled"
     PLAN_CHANGE_CANCELLED = "plan_change_cancelled"
     CANCELLED = "cancelled"
+    PAUSED = "paused"
+    RESUMED = "resumed"
     PAYMENT_RETRIED = "payment_retried"
     REFUNDED = "refunded"
     PUT_ON_HOLD = "put_on_hold"

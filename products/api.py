@@ -22,7 +22,7 @@ from billing_site.api.strict import (
     StrictSerializer,
     unsupported,
 )
-from billing_site.errors import DomainError, NotFound
+from billing_site.errors import DomainError, InvalidInput, NotFound
 from billing_site.jsonutil import ExactJSONEncoder
 from billing_site.money import CURRENCIES
 from billing_site.periods import INTERVAL_UNITS
@@ -646,8 +646,13 @@ class SubscriptionUpdateSerializer(StrictSerializer):
             )
         unsupported(
             attrs,
+            ("next_billing_date",),
+            "Moving the billing date is not supported: a plan change with "
+            "prorated_immediately restarts the cycle at its moment; send null or omit it.",
+        )
+        unsupported(
+            attrs,
             (
-                "next_billing_date",
                 "credit_entitlement_cart",
                 "subscription_period_count",
                 "subscription_period_interval",
@@ -690,6 +695,23 @@ class SubscriptionDetailView(StrictQueryMixin, APIView):
         data = SubscriptionUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         changes = dict(data.validated_data)
+        wanted = changes.get("status")
+        if wanted in ("paused", "active") and wanted != subscription.status:
+            # Dodo: "Send paused or active alone"; the pause closes the period now.
+            others = sorted(set(request.data) - {"status"})
+            if others:
+                message = f"status {wanted!r} is sent alone: no other field with it."
+                raise InvalidInput(
+                    message,
+                    errors=[{"field": name, "message": message} for name in others],
+                )
+            if wanted == "paused":
+                plan_changes.pause(subscription_id, now=timezone.now())
+            elif subscription.status == "paused":
+                plan_changes.resume(subscription_id, now=timezone.now())
+            else:
+                services.update_subscription(subscription, status=wanted)  # refused: on_hold
+            return Response(subscription_data(_subscriptions().get(pk=subscription_id)))
         if changes.get("status") == "cancelled" and subscription.status != "cancelled":
             # A cancellation now: the period closes at this moment with its final invoice.
             changes.pop("status")

@@ -534,10 +534,14 @@ def preview_change_plan(
 
 def cancel_now(
     subscription_id: str, *, now: datetime, cancel_reason: str | None = None, **comments
-) -> ChangeResult:
+) -> ChangeResult | None:
     """End the subscription at `now`: a final invoice for the period so far (the fixed fee
-    prorated to the second, free thresholds prorated), events from `now` on are not billed."""
+    prorated to the second, free thresholds prorated), events from `now` on are not billed.
+    A paused subscription has no period running: it ends with no invoice (None)."""
     with transaction.atomic():
+        if _paused(subscription_id) is not None:
+            _cancel_paused(subscription_id, now=now, cancel_reason=cancel_reason, **comments)
+            return None
         subscription = _locked(subscription_id, now=now)
         before = _state(subscription)
         old_plan = Plan.of(subscription)
@@ -578,3 +582,140 @@ def cancel_now(
         )
         webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_CANCELLED, [subscription])
         return ChangeResult(subscription, old_plan, invoice, short, fraction, lines)
+
+
+# --- pause and resume ----------------------------------------------------------------------------
+
+
+def _paused(subscription_id: str) -> Subscription | None:
+    """The subscription locked if it is paused, else None (nothing locked)."""
+    return (
+        Subscription.objects.select_for_update(no_key=True)
+        .filter(pk=subscription_id, status=SubscriptionStatus.PAUSED)
+        .first()
+    )
+
+
+def _cancel_paused(
+    subscription_id: str, *, now: datetime, cancel_reason: str | None = None, **comments
+) -> None:
+    subscription = Subscription.objects.get(pk=subscription_id)
+    before = _state(subscription)
+    ScheduledPlanChange.objects.filter(subscription=subscription).delete()
+    subscription.status = SubscriptionStatus.CANCELLED
+    subscription.cancelled_at = now
+    subscription.cancel_at_next_billing_date = False
+    subscription.cancel_reason = cancel_reason
+    for name, value in comments.items():
+        setattr(subscription, name, value)
+    subscription.save(
+        update_fields=[
+            "status",
+            "cancelled_at",
+            "cancel_at_next_billing_date",
+            "cancel_reason",
+            *comments,
+        ]
+    )
+    audit_log.record(
+        object_type="products.subscription",
+        object_id=subscription_id,
+        action=Action.CANCELLED,
+        before=before,
+        after=_state(subscription),
+        details={"cancel_reason": cancel_reason, "while_paused": True},
+    )
+    webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_CANCELLED, [subscription])
+
+
+def pause(subscription_id: str, *, now: datetime) -> ChangeResult:
+    """Pause now (PATCH status "paused"): the current period ends at `now` with its final
+    invoice, as a cancellation's (fee prorated to the second, usage so far, free thresholds
+    prorated), and no period runs until `resume`. Events keep being accepted; those from the
+    pause to the resume belong to no period and are never billed."""
+    with transaction.atomic():
+        subscription = _locked(subscription_id, now=now)
+        if subscription.cancel_at_next_billing_date:
+            message = (
+                f"Subscription {subscription_id} ends at its next billing date: cancel it now "
+                "(status cancelled) or withdraw the cancellation before pausing."
+            )
+            raise SubscriptionNotActive(message, errors=[{"field": "status", "message": message}])
+        before = _state(subscription)
+        old_plan = Plan.of(subscription)
+        invoice, short, fraction, lines = _end_period_now(
+            subscription, fee_mode="prorated_immediately", now=now
+        )
+        subscription.status = SubscriptionStatus.PAUSED
+        subscription.period_index = short.index + 1
+        subscription.current_period_start = now
+        subscription.current_period_end = now
+        subscription.finalized_until = now
+        subscription.save(
+            update_fields=[
+                "status",
+                "period_index",
+                "current_period_start",
+                "current_period_end",
+                "finalized_until",
+            ]
+        )
+        audit_log.record(
+            object_type="products.subscription",
+            object_id=subscription_id,
+            action=Action.PAUSED,
+            before=before,
+            after=_state(subscription),
+            details={"at": now.isoformat(), "invoice_id": invoice.invoice_id},
+        )
+        webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_PAUSED, [subscription])
+        return ChangeResult(subscription, old_plan, invoice, short, fraction, lines)
+
+
+def resume(subscription_id: str, *, now: datetime) -> Subscription:
+    """Resume a paused subscription now (PATCH status "active"): a new cycle of its product
+    starts at `now` (a plan change scheduled for the next billing date applies here, the
+    first billing date after the pause). Nothing is billed for the pause."""
+    with transaction.atomic():
+        subscription = _paused(subscription_id)
+        if subscription is None:
+            raise SubscriptionNotActive(f"Subscription {subscription_id} is not paused.")
+        subscription = Subscription.objects.select_related("product").get(pk=subscription_id)
+        if now <= subscription.current_period_start:
+            raise ConcurrentChange(
+                f"Subscription {subscription_id} was paused at "
+                f"{subscription.current_period_start}, not before this request's moment."
+            )
+        before = _state(subscription)
+        subscription.status = SubscriptionStatus.ACTIVE
+        subscription.cycle_anchor = now
+        subscription.cycle_offset = subscription.period_index
+        subscription.lead_start = subscription.lead_share = None
+        subscription.lead_fee = True
+        resumed = subscription.period(subscription.period_index)
+        subscription.current_period_start = resumed.start
+        subscription.current_period_end = resumed.end
+        subscription.save(
+            update_fields=[
+                "status",
+                "cycle_anchor",
+                "cycle_offset",
+                "lead_start",
+                "lead_share",
+                "lead_fee",
+                "current_period_start",
+                "current_period_end",
+            ]
+        )
+        changed = billing.apply_scheduled_changes([subscription])
+        audit_log.record(
+            object_type="products.subscription",
+            object_id=subscription_id,
+            action=Action.RESUMED,
+            before=before,
+            after=_state(subscription),
+            details={"at": now.isoformat()},
+        )
+        webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_ACTIVE, [subscription])
+        webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_PLAN_CHANGED, changed)
+        return subscription

@@ -683,9 +683,10 @@ def update_subscription(
     `cancel_at_next_billing_date: true`, or an earlier one)."""
     if status is not None and status != subscription.status:
         message = (
-            "Only status 'cancelled' (cancel now, with a final invoice) can be set here; "
-            "set cancel_at_next_billing_date to end the subscription when its current period "
-            "is invoiced."
+            f"A subscription that is {subscription.status} cannot be set {status!r} here: "
+            "status 'cancelled' cancels now with a final invoice, 'paused' pauses an active "
+            "subscription, 'active' resumes a paused one; set cancel_at_next_billing_date to "
+            "end the subscription when its current period is invoiced."
         )
         raise UnsupportedAction(message, errors=[{"field": "status", "message": message}])
     cancelling = (
