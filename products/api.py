@@ -705,12 +705,12 @@ class SubscriptionDetailView(StrictQueryMixin, APIView):
                     message,
                     errors=[{"field": name, "message": message} for name in others],
                 )
-            if wanted == "paused":
+            if wanted == "paused" and subscription.status == "active":
                 plan_changes.pause(subscription_id, now=timezone.now())
             elif subscription.status == "paused":
                 plan_changes.resume(subscription_id, now=timezone.now())
             else:
-                services.update_subscription(subscription, status=wanted)  # refused: on_hold
+                services.update_subscription(subscription, status=wanted)  # refused by name
             return Response(subscription_data(_subscriptions().get(pk=subscription_id)))
         if changes.get("status") == "cancelled" and subscription.status != "cancelled":
             # A cancellation now: the period closes at this moment with its final invoice.

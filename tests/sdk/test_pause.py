@@ -111,8 +111,9 @@ def test_a_paused_subscription_can_be_cancelled_with_no_further_invoice(
     )
     assert (cancelled.status, cancelled.cancelled_at) == ("cancelled", RESUME)
     assert Invoice.objects.count() == 1  # the pause's
-    with pytest.raises(dodopayments.ConflictError):
+    with pytest.raises(dodopayments.UnprocessableEntityError) as refused:
         strict_in_process.subscriptions.update(subscription.pk, status="paused")
+    assert [e["field"] for e in refused.value.body["errors"]] == ["status"]
 
 
 @pytest.mark.parametrize(
