@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -28,7 +29,7 @@ from billing_site.money import format_minor
 from billing_site.staff import PermittedActionsMixin
 from billing_site.views import plotly_src
 from meters import analytics
-from products import invoices, payments, services
+from products import invoices, payments, plan_changes, services
 from products.invoice_pdf import invoice_pdf
 from products.models import (
     CheckoutSession,
@@ -322,6 +323,60 @@ def plan_history_rows(subscription: Subscription) -> list[tuple[str, str, int]]:
     return [(at, f"{names.get(p, p)} ({p})", quantity) for at, p, quantity in plans]
 
 
+class ChangePlanForm(forms.Form):
+    """The change-plan call's body, as staff fill it in (the same rules check it)."""
+
+    product = forms.ModelChoiceField(queryset=Product.objects.none())
+    quantity = forms.IntegerField(min_value=1, max_value=2_147_483_647, initial=1)
+    proration_billing_mode = forms.ChoiceField(
+        choices=[(mode, mode) for mode in plan_changes.PRORATION_MODES]
+    )
+    effective_at = forms.ChoiceField(
+        choices=[("immediately", "immediately"), ("next_billing_date", "next_billing_date")]
+    )
+    cancel_scheduled_change_plan = forms.BooleanField(
+        required=False, help_text="Replace the plan change scheduled for the next billing date."
+    )
+
+    def __init__(self, *args, subscription: Subscription, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["product"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = Product.objects.filter(
+            archived_at__isnull=True, currency=subscription.product.currency
+        ).order_by("name", "product_id")
+
+    def arguments(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "product_id": data["product"].pk,
+            "quantity": data["quantity"],
+            "mode": data["proration_billing_mode"],
+            "replace": data["cancel_scheduled_change_plan"],
+        }
+
+
+def _preview(subscription_id: str, form: ChangePlanForm, *, now) -> dict:
+    """What the change would charge now, from the API's own preview (nothing kept)."""
+    arguments = form.arguments()
+    if form.cleaned_data["effective_at"] == "next_billing_date":
+        schedule, _ = plan_changes.preview_schedule(
+            subscription_id, **arguments, now=now, render=lambda _: {}
+        )
+        return {"scheduled": True, "lines": [], "total": None, "schedule": schedule}
+    result, _ = plan_changes.preview_change_plan(
+        subscription_id, **arguments, now=now, render=lambda _: {}
+    )
+    currency = result.invoice.currency
+    return {
+        "scheduled": False,
+        "period": result.period,
+        "lines": [(line, format_minor(line.amount_minor, currency)) for line in result.lines],
+        "total": format_minor(result.invoice.total_minor, currency),
+        "next_billing_date": result.subscription.current_period_end,
+    }
+
+
 @admin.register(Subscription)
 class SubscriptionAdmin(PermittedActionsMixin, admin.ModelAdmin):
     list_display = [
@@ -355,12 +410,79 @@ class SubscriptionAdmin(PermittedActionsMixin, admin.ModelAdmin):
         "cancel_at_next_billing_date",
         "metadata",
         "plan_history",
+        "change_plan_link",
         "upcoming_invoice",
     ]
     inlines = [InvoiceInline]
 
     def get_readonly_fields(self, request, obj=None):
-        return [*self.readonly_fields, "plan_history", "upcoming_invoice"]
+        return [*self.readonly_fields, "plan_history", "change_plan_link", "upcoming_invoice"]
+
+    @admin.display(description="Change plan")
+    def change_plan_link(self, subscription: Subscription) -> str:
+        if subscription.status != SubscriptionStatus.ACTIVE:
+            return "-"
+        url = reverse("admin:products_subscription_change_plan", args=[quote(subscription.pk)])
+        return format_html('<a href="{}">Change plan, with a preview of the charge</a>', url)
+
+    def get_urls(self):
+        custom = [
+            path(
+                "<path:object_id>/change-plan/",
+                self.admin_site.admin_view(self.change_plan_view),
+                name="products_subscription_change_plan",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def change_plan_view(self, request, object_id: str):
+        """Pick the product, seats, mode and moment; "Preview" shows the lines the change would
+        invoice (the API's preview: the change itself, rolled back); "Confirm" makes it. The
+        change is audit-logged as the staff user. Billing admins only (change permission)."""
+        subscription = get_object_or_404(
+            Subscription.objects.select_related("product", "customer"), pk=unquote(object_id)
+        )
+        if not self.has_change_permission(request, subscription):
+            raise PermissionDenied
+        form = ChangePlanForm(
+            request.POST if request.method == "POST" else None, subscription=subscription
+        )
+        preview = None
+        if request.method == "POST" and form.is_valid():
+            now = timezone.now()
+            try:
+                if "confirm" in request.POST:
+                    return self._confirm_change(request, subscription, form, now=now)
+                preview = _preview(subscription.pk, form, now=now)
+                preview["as_of"] = now
+            except DomainError as error:
+                form.add_error(None, error.message)
+        return TemplateResponse(
+            request,
+            "admin/products/subscription/change_plan.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Change the plan of {subscription.pk}",
+                "subscription": subscription,
+                "opts": self.model._meta,
+                "form": form,
+                "preview": preview,
+            },
+        )
+
+    def _confirm_change(self, request, subscription: Subscription, form: ChangePlanForm, *, now):
+        arguments = form.arguments()
+        if form.cleaned_data["effective_at"] == "next_billing_date":
+            plan_changes.schedule_plan_change(subscription.pk, **arguments, now=now)
+            messages.success(request, "The plan change is scheduled for the next billing date.")
+        else:
+            result = plan_changes.change_plan(subscription.pk, **arguments, now=now)
+            total = format_minor(result.invoice.total_minor, result.invoice.currency)
+            messages.success(
+                request, f"The plan is changed; invoice {result.invoice.number} for {total}."
+            )
+        url = reverse("admin:products_subscription_change", args=[quote(subscription.pk)])
+        return HttpResponseRedirect(url)
 
     @admin.display(description="Plan history")
     def plan_history(self, subscription: Subscription) -> str:

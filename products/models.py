@@ -269,7 +269,7 @@ class Subscription(models.Model):
 
     def lead_terms(self, period: Period) -> tuple[Decimal, bool] | None:
         """(share of a full period, whether the fee is billed) when `period` is a lead."""
-        if self.lead_start is None or period.start != self.lead_start:
+        if self.lead_start is None or self.lead_share is None or period.start != self.lead_start:
             return None
         return Decimal(self.lead_share), self.lead_fee
 
