@@ -52,6 +52,7 @@ class CreditLine:
     chargeable_units: Decimal
     credits_applied: Decimal
     credits_blocked: Decimal
+    free_threshold: int | None = None  # the one applied, when not the product's (a short period)
 
 
 def credit_rules(product_meter: ProductMeter) -> CreditRules:
@@ -90,10 +91,25 @@ def deduct_meter_usage(
     *,
     until: datetime,
     now: datetime,
-) -> CreditLine:
-    """Bring one meter's deduction for the period up to date with usage in [start, until)."""
+    free_threshold: int | None = None,
+    open_only: bool = False,
+) -> CreditLine | None:
+    """Bring one meter's deduction for the period up to date with usage in [start, until).
+
+    `free_threshold` overrides the product's (a period that ends early at a plan change).
+    With `open_only` (the periodic deduction, which read the period before taking the lock)
+    nothing happens (None) once the period is no longer the subscription's open one: a change
+    that ended it early closed it at its moment, and counting up to the old end would deduct
+    usage of the next plan."""
     rules = credit_rules(product_meter)
     checkpoint = _checkpoint(subscription, product_meter, period)
+    if (
+        open_only
+        and not Subscription.objects.filter(
+            pk=subscription.pk, period_index=period.index, status=SubscriptionStatus.ACTIVE
+        ).exists()
+    ):
+        return None
     # An earlier run (or the period's close) already counted usage up to its clock: never count
     # less, or a worker that read the clock (or the open period) before it would give back
     # credits for usage that did happen.
@@ -101,7 +117,7 @@ def deduct_meter_usage(
     usage = meter_usage(
         product_meter.meter, subscription.customer_id, period.start, min(counted_until, period.end)
     )
-    free = Decimal(product_meter.free_threshold)
+    free = Decimal(product_meter.free_threshold if free_threshold is None else free_threshold)
     chargeable = max(usage.quantity - free, ZERO)
     units_per_credit = product_meter.meter_units_per_credit
     assert units_per_credit is not None  # set on every credit-billed meter
@@ -136,6 +152,7 @@ def deduct_meter_usage(
         chargeable_units=chargeable,
         credits_applied=checkpoint.credits_deducted,
         credits_blocked=checkpoint.credits_blocked,
+        free_threshold=free_threshold,
     )
 
 
@@ -192,7 +209,9 @@ def deduct_subscription(subscription_id: str, *, now: datetime) -> int:
     for moment in [*_expiry_moments(subscription, links, before=now), now]:
         for product_meter in meters:
             with transaction.atomic():
-                deduct_meter_usage(subscription, product_meter, period, until=moment, now=now)
+                deduct_meter_usage(
+                    subscription, product_meter, period, until=moment, now=now, open_only=True
+                )
         expire_due_grants(subscription, as_of=moment, now=now)
     return len(meters)
 
@@ -315,9 +334,17 @@ class OverageCharge:
 
 
 def close_credit_period(
-    subscription: Subscription, period: Period, *, now: datetime
+    subscription: Subscription,
+    period: Period,
+    *,
+    now: datetime,
+    threshold_fraction: Decimal | None = None,
 ) -> tuple[list[CreditLine], list[OverageCharge]]:
-    """The credit side of closing a period, inside the billing transaction."""
+    """The credit side of closing a period, inside the billing transaction. A period that
+    ends early (a plan change, a pause, a cancellation now) passes the share of the full
+    period it covers: each credit meter's free threshold is scaled by it, rounded down to
+    whole units, as for meters priced in money; expiries up to its end run, and the overage
+    is settled at its end."""
     meters = credit_meters(subscription)
     links = _links(subscription)
     # Every checkpoint first, then every balance in entitlement-id order (see the lock order).
@@ -327,10 +354,24 @@ def close_credit_period(
         {link.credit_entitlement_id for link in links} | {meter_entitlement_id(pm) for pm in meters}
     ):
         ledger.locked_balance(entitlement_id, subscription.customer_id, now=now)
+    lines: list[CreditLine] = []
     for moment in [*_expiry_moments(subscription, links, before=period.end), period.end]:
-        lines = [
-            deduct_meter_usage(subscription, pm, period, until=moment, now=now) for pm in meters
+        deducted = [
+            deduct_meter_usage(
+                subscription,
+                pm,
+                period,
+                until=moment,
+                now=now,
+                free_threshold=(
+                    None
+                    if threshold_fraction is None
+                    else int(pm.free_threshold * threshold_fraction)
+                ),
+            )
+            for pm in meters
         ]
+        lines = [line for line in deducted if line is not None]  # never None here
         for link in links:
             _expire_link(subscription, link, as_of=moment, now=now)
     charges = []

@@ -188,7 +188,11 @@ def credit_line(line: CreditLine) -> LineDraft:
         amount_minor=0,
         meter_id=meter.id,
         consumed_units=line.consumed_units,
-        free_threshold=line.product_meter.free_threshold,
+        free_threshold=(
+            line.product_meter.free_threshold
+            if line.free_threshold is None
+            else line.free_threshold
+        ),
         free_units=line.free_units,
         chargeable_units=line.chargeable_units,
         credits_applied=line.credits_applied,
@@ -464,29 +468,48 @@ def early_close_lines(
     *,
     fixed_fee: LineDraft,
     threshold_fraction: Decimal,
+    now: datetime,
 ) -> list[LineDraft]:
-    """The lines of a period that ends early (a plan change or a cancellation now), nothing
-    written: `fixed_fee` as the caller priced it, then each meter's usage in `period` at the
-    current product's prices, its free threshold scaled by `threshold_fraction` and rounded
-    down to whole units. A free trial stays free. Products billed in money only (the caller
-    refuses credits)."""
+    """The lines of a period that ends early (a plan change, a pause or a cancellation now):
+    `fixed_fee` as the caller priced it, then each meter's usage in `period` at the current
+    product's prices, its free threshold scaled by `threshold_fraction` and rounded down to
+    whole units. A free trial stays free. For a product with credits this closes the credit
+    side of `period` at its end (deduction with the scaled thresholds, expiries, overage):
+    call it in the transaction that keeps the result."""
     catalogue = _Catalogue.of([subscription])
     usage = _usage_for([(subscription, period)], catalogue.product_meters)
     meters = catalogue.product_meters[subscription.product_id]
-    measured = {pm.meter_id: usage[subscription.subscription_id, pm.meter_id] for pm in meters}
     if subscription.is_trial(period.index):
+        measured = {pm.meter_id: usage[subscription.subscription_id, pm.meter_id] for pm in meters}
         return trial_lines(subscription.product, meters, measured)
+    credit_lines: list[CreditLine] = []
+    overage_charges: list[OverageCharge] = []
+    if catalogue.uses_credits(subscription):
+        credit_lines, overage_charges = close_credit_period(
+            subscription, period, now=now, threshold_fraction=threshold_fraction
+        )
+    in_credits = {line.product_meter.meter_id: line for line in credit_lines}
     return [
         fixed_fee,
         *(
-            usage_line(
+            credit_line(in_credits[pm.meter_id])
+            if pm.meter_id in in_credits
+            else usage_line(
                 pm,
-                measured[pm.meter_id],
+                usage[subscription.subscription_id, pm.meter_id],
                 free_threshold=int(pm.free_threshold * threshold_fraction),
             )
             for pm in meters
         ),
+        *(overage_line(charge) for charge in overage_charges),
     ]
+
+
+def grant_new_period(subscription: Subscription, *, now: datetime) -> None:
+    """The credits of the subscription's current period, if its product grants any: a period
+    that a plan change or a resume started (the billing cycle grants those it starts)."""
+    catalogue = _Catalogue.of([subscription])
+    _grant_next_period(subscription, subscription.period_index, catalogue, now=now)
 
 
 def lead_lines(

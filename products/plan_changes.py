@@ -150,7 +150,12 @@ def fixed_fee_line(subscription: Subscription, terms: FeeTerms) -> tuple[LineDra
 
 
 def check_plan_change(
-    subscription: Subscription, *, product_id: str, quantity: int, mode: str
+    subscription: Subscription,
+    *,
+    product_id: str,
+    quantity: int,
+    mode: str,
+    scheduled: bool = False,
 ) -> Product:
     """The new product, or a 422 naming the field that cannot be applied; nothing written."""
     if mode not in PRORATION_MODES:
@@ -189,10 +194,19 @@ def check_plan_change(
                 "KEEP_CYCLE_IN_TRIAL",
             )
     probe = Subscription(product=product, customer_id=subscription.customer_id)
-    if billing.uses_credits(probe) or billing.uses_credits(subscription):
+    # Changes now of products with credits are supported (the period's credit close at the
+    # change, the new product's grant at the new period); a lead or the billing cycle's close
+    # of another product's period is not.
+    if (scheduled or mode in KEEP_CYCLE_MODES) and (
+        billing.uses_credits(probe) or billing.uses_credits(subscription)
+    ):
         raise _fail(
-            "product_id",
-            "Plan changes of products with credits are not supported yet.",
+            "effective_at" if scheduled else "proration_billing_mode",
+            (
+                "A plan change of products with credits takes effect now and starts a new "
+                "cycle: use effective_at immediately with prorated_immediately, "
+                "full_immediately or do_not_bill."
+            ),
             "PLAN_CHANGE_NOT_SUPPORTED",
         )
     return product
@@ -249,7 +263,7 @@ def _end_period_now(
     )
     fee_line, factor = fixed_fee_line(subscription, terms)
     lines = billing.early_close_lines(
-        subscription, short, fixed_fee=fee_line, threshold_fraction=terms.used
+        subscription, short, fixed_fee=fee_line, threshold_fraction=terms.used, now=now
     )
     [number] = billing.take_invoice_numbers(1, year=now.year)
     invoice = Invoice.objects.create(
@@ -345,6 +359,8 @@ def _apply_change(
             "finalized_until",
         ]
     )
+    if mode not in KEEP_CYCLE_MODES:
+        billing.grant_new_period(subscription, now=now)  # the new product's credits, if any
     audit_log.record(
         object_type="products.subscription",
         object_id=subscription.subscription_id,
@@ -434,7 +450,7 @@ def schedule_plan_change(
     with transaction.atomic():
         subscription = _locked(subscription_id, now=now)
         product = check_plan_change(
-            subscription, product_id=product_id, quantity=quantity, mode=mode
+            subscription, product_id=product_id, quantity=quantity, mode=mode, scheduled=True
         )
         if subscription.cancel_at_next_billing_date:
             raise SubscriptionNotActive(
@@ -708,6 +724,7 @@ def resume(subscription_id: str, *, now: datetime) -> Subscription:
             ]
         )
         changed = billing.apply_scheduled_changes([subscription])
+        billing.grant_new_period(subscription, now=now)
         audit_log.record(
             object_type="products.subscription",
             object_id=subscription_id,
