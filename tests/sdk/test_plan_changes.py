@@ -231,3 +231,21 @@ def test_a_change_that_keeps_the_cycle_through_the_sdk(
     [lead] = run_billing_cycle(now=datetime(2026, 2, 1, tzinfo=UTC))
     # 200 free units x 1814393/2678400 = 135.48 -> 135; 115 units at 1 cent.
     assert lead.total_minor == lead_fee + (250 - 135) * 1
+
+
+@pytest.mark.parametrize(("mode", "fee"), [("full_immediately", 3100), ("do_not_bill", 0)])
+def test_the_other_modes_through_the_sdk_bill_the_hand_computed_fee(
+    strict_in_process, clock, plans, mode, fee
+):
+    subscription, new = plans
+    preview = strict_in_process.subscriptions.preview_change_plan(
+        subscription.pk, product_id=new.pk, quantity=1, proration_billing_mode=mode
+    )
+    expected = fee + (150 - 32) * 2  # the free threshold prorated whatever the fee mode
+    assert preview.immediate_charge.summary.total_amount == expected
+    answer = strict_in_process.subscriptions.change_plan(
+        subscription.pk, product_id=new.pk, quantity=1, proration_billing_mode=mode
+    )
+    assert Invoice.objects.get(pk=answer.invoice_id).total_minor == expected
+    after = strict_in_process.subscriptions.retrieve(subscription.pk)
+    assert after.next_billing_date == datetime(2026, 2, 11, 0, 0, 7, tzinfo=UTC)
