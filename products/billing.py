@@ -579,8 +579,20 @@ def _close(subscriptions: list[Subscription], *, now: datetime) -> list[Invoice]
     lock_customer_slots((s.customer_id for s in subscriptions), shared=False)
     catalogue = _Catalogue.of(subscriptions)
     items = [(s, s.period(s.period_index)) for s in subscriptions]
-    final = [(s, p) for s, p in items if not _stays_draft(s, p, now=now)]
-    drafts = [(s, p) for s, p in items if _stays_draft(s, p, now=now)]
+    # A period closing with a scheduled plan change is final at once: a draft is recomputed
+    # at its finalization from the subscription's product, which is the new one by then.
+    changing = set(
+        ScheduledPlanChange.objects.filter(
+            subscription_id__in=[s.subscription_id for s in subscriptions]
+        ).values_list("subscription_id", flat=True)
+    )
+    draft_ids = {
+        s.subscription_id
+        for s, p in items
+        if _stays_draft(s, p, now=now) and s.subscription_id not in changing
+    }
+    final = [(s, p) for s, p in items if s.subscription_id not in draft_ids]
+    drafts = [(s, p) for s, p in items if s.subscription_id in draft_ids]
     computed = {
         s.subscription_id: lines
         for (s, _), lines in [
@@ -588,7 +600,9 @@ def _close(subscriptions: list[Subscription], *, now: datetime) -> list[Invoice]
             *zip(drafts, _dry_run(drafts, catalogue, now=now), strict=True),
         ]
     }
-    invoices = _write_invoices([(s, p, computed[s.subscription_id]) for s, p in items], now=now)
+    invoices = _write_invoices(
+        [(s, p, computed[s.subscription_id]) for s, p in items], now=now, draft_ids=draft_ids
+    )
     finalized = {s.subscription_id for s, _ in final}
     _advance(subscriptions, finalized=finalized)
     changed = apply_scheduled_changes(subscriptions)
@@ -808,11 +822,15 @@ def _stays_draft(subscription: Subscription, period: Period, *, now: datetime) -
 
 
 def _write_invoices(
-    drafts: list[tuple[Subscription, Period, list[LineDraft]]], *, now: datetime
+    drafts: list[tuple[Subscription, Period, list[LineDraft]]],
+    *,
+    now: datetime,
+    draft_ids: set[str],
 ) -> list[Invoice]:
     """Every invoice of the batch in one insert, then every line in another: issued and
-    numbered, or drafts that finalize when their grace period ends."""
-    final_count = sum(not _stays_draft(s, p, now=now) for s, p, _ in drafts)
+    numbered, or drafts (the subscriptions in `draft_ids`) that finalize when their grace
+    period ends."""
+    final_count = sum(s.subscription_id not in draft_ids for s, _, _ in drafts)
     numbers = iter(take_invoice_numbers(final_count, year=now.year))
     invoices = Invoice.objects.bulk_create(
         Invoice(
@@ -829,7 +847,7 @@ def _write_invoices(
                     "status": InvoiceStatus.DRAFT,
                     "finalize_at": period.end + grace_period(subscription.product),
                 }
-                if _stays_draft(subscription, period, now=now)
+                if subscription.subscription_id in draft_ids
                 else {"status": InvoiceStatus.ISSUED, "issued_at": now, "number": next(numbers)}
             ),
         )

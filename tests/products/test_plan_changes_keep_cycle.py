@@ -259,3 +259,62 @@ def test_another_interval_or_a_trial_cannot_keep_the_cycle(plans, mode):
     assert refused.value.code == "KEEP_CYCLE_IN_TRIAL"
     assert not Invoice.objects.exists()
     assert Subscription.objects.get(pk=subscription.pk).current_period_start == START
+
+
+def test_a_lead_in_its_grace_period_is_a_draft_finalized_with_its_share(plans, settings):
+    """Late events of the lead enter its draft; the finalization recomputes it with the lead's
+    share."""
+    settings.BILLING_GRACE_PERIOD_MINUTES = 60
+    subscription, new = plans
+    plan_changes.change_plan(
+        subscription.pk,
+        product_id=new.pk,
+        quantity=1,
+        mode="prorated_immediately_keep_cycle",
+        now=CHANGE,
+    )
+    calls(subscription, 250, CHANGE + timedelta(days=1), "after-")
+    [lead] = run_billing_cycle(now=PERIOD_END)
+    assert lead.status == "draft"
+    calls(subscription, 10, PERIOD_END - timedelta(minutes=5), "late-")  # in the grace period
+    run_billing_cycle(now=PERIOD_END + timedelta(minutes=61))
+    lead.refresh_from_db()
+    assert lead.status == "issued"
+    lines = lines_of(lead)
+    assert lines[LineKind.FIXED_FEE].amount_minor == half_up(NEW_FEE * LEFT)
+    assert (lines[LineKind.USAGE].consumed_units, lines[LineKind.USAGE].free_threshold) == (
+        260,
+        135,
+    )
+    assert lead.total_minor == half_up(NEW_FEE * LEFT) + (260 - 135) * NEW_PRICE
+
+
+def test_a_period_closing_with_a_scheduled_change_is_final_at_its_own_prices(plans, settings):
+    """With a grace period, the invoice of a period a scheduled change ends is final at once:
+    a draft would be recomputed at its finalization from the new product."""
+    settings.BILLING_GRACE_PERIOD_MINUTES = 60
+    subscription, new = plans
+    basic = make_product([], fixed_price=900, now=START, name="Basic")
+    plan_changes.change_plan(
+        subscription.pk,
+        product_id=new.pk,
+        quantity=1,
+        mode="prorated_immediately_keep_cycle",
+        now=CHANGE,
+    )
+    plan_changes.schedule_plan_change(
+        subscription.pk,
+        product_id=basic.pk,
+        quantity=1,
+        mode="do_not_bill",
+        now=CHANGE + timedelta(seconds=1),
+    )
+    calls(subscription, 250, CHANGE + timedelta(days=1), "after-")
+    [lead] = run_billing_cycle(now=PERIOD_END)
+    assert lead.status == "issued"
+    assert lead.total_minor == half_up(NEW_FEE * LEFT) + (250 - 135) * NEW_PRICE
+    run_billing_cycle(now=PERIOD_END + timedelta(minutes=61))
+    lead.refresh_from_db()
+    assert lead.total_minor == half_up(NEW_FEE * LEFT) + (250 - 135) * NEW_PRICE
+    [march] = run_billing_cycle(now=MARCH)
+    assert march.total_minor == 900
