@@ -77,9 +77,9 @@ def test_a_crash_mid_run_leaves_no_partial_invoice_and_a_rerun_completes(monkeyp
     real_write = billing._write_invoices
     calls = {"n": 0}
 
-    def crash_in_second_batch(drafts, *, now):
+    def crash_in_second_batch(drafts, **arguments):
         calls["n"] += 1
-        invoices = real_write(drafts, now=now)
+        invoices = real_write(drafts, **arguments)
         if calls["n"] == 2:  # after the batch's invoices and lines are written, before commit
             raise RuntimeError("worker died")
         return invoices

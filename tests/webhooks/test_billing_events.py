@@ -158,8 +158,8 @@ def test_a_billing_run_announces_each_invoice_and_each_renewal(receiver, monkeyp
 
     real_write = billing._write_invoices
 
-    def crash_in_second_batch(drafts, *, now):
-        invoices = real_write(drafts, now=now)
+    def crash_in_second_batch(drafts, **arguments):
+        invoices = real_write(drafts, **arguments)
         if len(Invoice.objects.all()) > 2:
             raise RuntimeError("worker died")
         return invoices
