@@ -23,6 +23,18 @@ app.conf.beat_schedule = {
         "schedule": 30.0,
         "options": {"expires": 60},
     },
+    # Refused events are kept REJECTED_EVENTS_RETENTION_DAYS for /events/{id}/explain.
+    "prune-refused-events": {
+        "task": "events.prune_refused",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
+    },
+    # Every invoice line recomputed from the raw events, the result kept for the staff home.
+    "verify-invoices": {
+        "task": "products.verify_invoices",
+        "schedule": 86400.0,
+        "options": {"expires": 3600},
+    },
     # Webhook retries and any first attempt whose queued task was lost (webhooks/delivery.py).
     "deliver-webhooks": {
         "task": "webhooks.deliver_due",

@@ -191,6 +191,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
 # How late an event may arrive (days); events in an already invoiced period are refused anyway.
 EVENT_LATE_WINDOW_DAYS = int(os.environ.get("EVENT_LATE_WINDOW_DAYS", "35"))
 EVENT_FUTURE_TOLERANCE_SECONDS = 300
+# The events of a refused ingest request are kept this long (ids, codes, time) so that
+# GET /api/events/{id}/explain can say why one was never stored; pruned daily.
+REJECTED_EVENTS_RETENTION_DAYS = int(os.environ.get("REJECTED_EVENTS_RETENTION_DAYS", "7"))
+# And at most this many rows in all, whatever the rate of refusals (the oldest go first).
+REJECTED_EVENTS_MAX_ROWS = int(os.environ.get("REJECTED_EVENTS_MAX_ROWS", "5000000"))
 
 # Subscriptions whose periods are closed in one transaction (products/billing.py).
 BILLING_BATCH_SIZE = int(os.environ.get("BILLING_BATCH_SIZE", "100"))

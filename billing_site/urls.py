@@ -10,11 +10,25 @@ from credits import api as credits_api
 from events import api as events_api
 from meters import api as meters_api
 from products import api as products_api
-from products import checkout_api, checkout_views, invoice_api, payment_api, plan_change_api
+from products import (
+    checkout_api,
+    checkout_views,
+    explain_api,
+    invoice_api,
+    payment_api,
+    plan_change_api,
+)
 
 api_patterns = [
     path("events/ingest", events_api.IngestView.as_view(), name="events-ingest"),
     path("events", events_api.EventListView.as_view(), name="events-list"),
+    # An extension; before the detail route, which takes any id (explain_api says how an
+    # event stored as "x/explain" is still found).
+    path(
+        "events/<path:event_id>/explain",
+        explain_api.EventExplainView.as_view(),
+        name="events-explain",
+    ),
     path("events/<path:event_id>", events_api.EventDetailView.as_view(), name="events-detail"),
     path("customers", products_api.CustomerListCreateView.as_view(), name="customers"),
     path(
@@ -71,6 +85,11 @@ api_patterns = [
         "invoices/<str:invoice_id>",
         invoice_api.InvoiceDetailView.as_view(),
         name="invoices-detail",
+    ),
+    path(
+        "invoices/<str:invoice_id>/lines/<int:position>/events",
+        explain_api.InvoiceLineEventsView.as_view(),
+        name="invoices-line-events",
     ),
     path(
         "invoices/<str:invoice_id>/finalize",

@@ -7,6 +7,7 @@ is never mistaken for a duplicate.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,8 @@ from billing_site.metadata import (
 )
 from billing_site.retries import with_retries
 from billing_site.strict import unknown_fields
+
+logger = logging.getLogger(__name__)
 
 MAX_EVENTS = 1000
 MAX_ID_LENGTH = 255
@@ -394,6 +397,110 @@ def store_batch(rows: list[EventRow], *, now: datetime, admit: Admission) -> int
 
 
 def ingest(body: bytes, *, now: datetime, admit: Admission) -> int:
-    """The whole ingestion request: parse, validate, store. Returns the count of new events."""
-    rows = validate_batch(parse_body(body), now=now)
-    return store_batch(rows, now=now, admit=admit)
+    """The whole ingestion request: parse, validate, store. Returns the count of new events.
+
+    A refused request leaves its event ids behind (`record_refusals`), after the write
+    transaction rolled back; an accepted one costs nothing more.
+    """
+    payload = parse_body(body)
+    try:
+        rows = validate_batch(payload, now=now)
+        return store_batch(rows, now=now, admit=admit)
+    except InvalidEvents as refusal:
+        record_refusals(payload, refusal, now=now)
+        raise
+
+
+def _text_field(event: dict, field: str, limit: int) -> str | None:
+    value = event.get(field)
+    if not isinstance(value, str) or _UNSTORABLE.search(value):
+        return None
+    return value[:limit]
+
+
+def record_refusals(payload: object, refusal: InvalidEvents, *, now: datetime) -> int:
+    """Keep every event id of a refused request with why it was refused, in one insert.
+
+    The batch is atomic, so its valid events were refused too: they get `BATCH_REFUSED`, naming
+    the first problem. Request-wide problems (an unknown top-level field) apply to every event.
+    Events without a usable event_id cannot be looked up and are not kept. Returns the rows
+    written. Never raises: a failure to remember a refusal must not change the answer.
+    """
+    events = payload.get("events") if isinstance(payload, dict) else None
+    if not isinstance(events, list) or not events:
+        return 0
+    own: dict[int, list[dict]] = {}
+    request_wide: list[dict] = []
+    for error in refusal.errors:
+        index = error.get("index")
+        if isinstance(index, int):
+            own.setdefault(index, []).append(error)
+        else:
+            request_wide.append(error)
+    first = (request_wide or refusal.errors or [{"field": "", "message": refusal.message}])[0]
+    batch_error = {
+        "code": "BATCH_REFUSED",
+        "field": first.get("field", ""),
+        "message": f"The request was refused as a whole: {first.get('field')}: "
+        f"{first.get('message')}",
+    }
+    ids = [
+        _text_field(event, "event_id", MAX_ID_LENGTH) if isinstance(event, dict) else None
+        for event in events[:MAX_EVENTS]
+    ]
+    # A repeated id is refused at its repeat; its first occurrence is not listed twice.
+    with_own_errors = {ids[index] for index in own if index < len(ids)}
+    columns: tuple[list, ...] = ([], [], [], [], [], [], [], [])
+    for index, (event_id, event) in enumerate(zip(ids, events, strict=False)):
+        if not event_id or (index not in own and event_id in with_own_errors):
+            continue
+        for error in own.get(index) or request_wide or [batch_error]:
+            for column, value in zip(
+                columns,
+                (
+                    event_id,
+                    str(error.get("code") or refusal.code)[:64],
+                    str(error.get("field") or "")[:300],
+                    str(error.get("message") or "")[:500],
+                    _text_field(event, "customer_id", MAX_ID_LENGTH),
+                    _text_field(event, "event_name", MAX_ID_LENGTH),
+                    _text_field(event, "timestamp", 64),
+                    now,
+                ),
+                strict=True,
+            ):
+                column.append(value)
+    if not columns[0]:
+        return 0
+    try:
+        with transaction.atomic(), _binary_cursor() as cursor:
+            cursor.execute(_REFUSED_SQL, list(columns))
+    except Exception:  # the refusal itself is the answer: log and go on
+        logger.exception("could not record %d refused events", len(columns[0]))
+        return 0
+    return len(columns[0])
+
+
+_REFUSED_SQL = """
+INSERT INTO events_refusedevent
+    (event_id, code, field, message, customer_id, event_name, timestamp, refused_at)
+SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+                     %b::text[], %b::timestamptz[])
+"""
+
+
+def prune_refusals(*, now: datetime) -> int:
+    """Forget refusals older than the retention, and the oldest beyond the row cap."""
+    cutoff = now - timedelta(days=settings.REJECTED_EVENTS_RETENTION_DAYS)
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM events_refusedevent WHERE refused_at < %s", [cutoff])
+        deleted = cursor.rowcount
+        cursor.execute(
+            """
+            DELETE FROM events_refusedevent WHERE id <= (
+                SELECT id FROM events_refusedevent ORDER BY id DESC OFFSET %s LIMIT 1
+            )
+            """,
+            [settings.REJECTED_EVENTS_MAX_ROWS],
+        )
+        return deleted + cursor.rowcount

@@ -58,3 +58,34 @@ class IngestBatch(models.Model):
 
     def __str__(self) -> str:
         return f"batch {self.pk}"
+
+
+class RefusedEvent(models.Model):
+    """One event of a refused ingest request, kept `REJECTED_EVENTS_RETENTION_DAYS` so that
+    "why was this event not billed?" has an answer when it was never stored.
+
+    Written with one insert per refused request (events/ingest.py `record_refusals`), at most
+    one row per event of the request; pruned by the `events.prune_refused` beat task. An event
+    that was valid in a refused request gets `BATCH_REFUSED` naming the first problem of the batch.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    event_id = models.CharField(max_length=255)
+    code = models.CharField(max_length=64)
+    field = models.CharField(max_length=300)
+    message = models.CharField(max_length=500)
+    # What the request said of the event, when it said it as a string (it may be the problem).
+    customer_id = models.CharField(max_length=255, null=True)
+    event_name = models.CharField(max_length=255, null=True)
+    timestamp = models.CharField(max_length=64, null=True)
+    refused_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["event_id"], name="refused_event_event_id"),
+            # Rows arrive in time order: a BRIN index finds the expired ones for a few pages.
+            BrinIndex(fields=["refused_at"], name="refused_event_at_brin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.code}"

@@ -6,6 +6,7 @@ the same typed semantics (the SQL and Python sides must always select the same e
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -49,6 +50,9 @@ _SQL_ORDER = {
     "less_than": "<",
     "less_than_or_equals": "<=",
 }
+
+# A number written as text, as JSON would write it (surrounding blanks allowed): "150", "-2.5e3".
+_NUMERIC_TEXT = re.compile(r"\s*-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 
 Number = int | Decimal
 Value = str | Number | bool
@@ -431,3 +435,87 @@ def _match_condition(condition: Filter, metadata: dict[str, Any]) -> bool:
     assert isinstance(event_value, str) and isinstance(want, str)
     found = want in event_value
     return found if operator == "contains" else not found
+
+
+# --- explaining one event -----------------------------------------------------------------
+
+
+def describe_condition(condition: Filter) -> str:
+    """`amount greater_than 100`, with the value written as JSON (so "150" shows its quotes)."""
+    return f"{condition['key']} {condition['operator']} {exact_dumps(condition['value'])}"
+
+
+def failed_conditions(filter: Filter | None, metadata: dict[str, Any] | None) -> list[dict]:
+    """Why `matches` is False for this metadata: each condition on the failure path, with its
+    path in the notation of the filter errors (`filter.clauses[1].clauses[0]`), the condition
+    and the event's value; empty when the filter matches.
+
+    An `and` group fails at its first failing clause; an `or` group fails at every clause, so
+    each of them is listed. Evaluated by `_match_condition` itself, so it never disagrees with
+    `matches` (and so with `filter_sql`).
+    """
+    if filter is None:
+        return []
+    filter = _normalized(filter)
+    if not isinstance(metadata, dict):
+        metadata = {}
+    failures: list[dict] = []
+    _group_failures(filter, metadata, "filter", failures)
+    return failures
+
+
+def _group_failures(group: Filter, metadata: dict[str, Any], path: str, out: list[dict]) -> bool:
+    """Append the failures of `group` to `out`; return whether the group matched."""
+    found: list[dict] = []
+    for index, clause in enumerate(group["clauses"]):
+        clause_path = f"{path}.clauses[{index}]"
+        if "clauses" in clause:
+            passed = _group_failures(clause, metadata, clause_path, found)
+        else:
+            passed = _match_condition(clause, metadata)
+            if not passed:
+                found.append(_failure(clause, metadata, clause_path))
+        if group["conjunction"] == "and" and not passed:
+            out.extend(found)  # the clauses before it passed: these are its own failures
+            return False
+        if group["conjunction"] == "or" and passed:
+            return True
+    if group["conjunction"] == "and":
+        return True
+    out.extend(found)
+    return False
+
+
+def value_type(metadata: dict[str, Any], key: str) -> str:
+    """The JSON type of `metadata[key]` as PostgreSQL's jsonb_typeof names it, or "missing"."""
+    if key not in metadata:
+        return "missing"
+    kind, _ = _typed(metadata[key])
+    return "null" if metadata[key] is None else kind
+
+
+def is_numeric_string(value: object) -> bool:
+    """A string that reads as a finite number ("150", "2.5"): a number sent as text."""
+    return isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value) is not None
+
+
+def _failure(condition: Filter, metadata: dict[str, Any], path: str) -> dict:
+    key = condition["key"]
+    kind = value_type(metadata, key)
+    event_value = metadata.get(key)
+    want_kind, _ = _typed(condition["value"])
+    if kind == "missing":
+        why = f"the event has no {key!r} key"
+    elif kind != want_kind:
+        why = f"the event's {key} is {exact_dumps(event_value)} (a {kind}), not a {want_kind}"
+        if kind == "string" and want_kind == "number" and is_numeric_string(event_value):
+            why += ": numbers must be sent as numbers (150, not \"150\")"
+    else:
+        why = f"the event's {key} is {exact_dumps(event_value)}"
+    return {
+        "path": path,
+        "condition": {"key": key, "operator": condition["operator"], "value": condition["value"]},
+        "event_value": event_value,
+        "event_value_type": kind,
+        "message": f"{path}: {describe_condition(condition)} failed: {why}.",
+    }

@@ -36,7 +36,7 @@ from credits.models import ProductCreditEntitlement
 from events.ingest import EventRow, InvalidEvents, ingest
 from meters.rollups import roll_up_all_pending
 from meters.usage import Usage, usage_by_customer
-from products import payment_outbox, webhook_events
+from products import payment_outbox, proofs, webhook_events
 from products.models import (
     Invoice,
     InvoiceLine,
@@ -603,6 +603,7 @@ def _close(subscriptions: list[Subscription], *, now: datetime) -> list[Invoice]
     invoices = _write_invoices(
         [(s, p, computed[s.subscription_id]) for s, p in items], now=now, draft_ids=draft_ids
     )
+    proofs.prove_lines([i for i in invoices if i.status == InvoiceStatus.ISSUED])
     finalized = {s.subscription_id for s, _ in final}
     _advance(subscriptions, finalized=finalized)
     changed = apply_scheduled_changes(subscriptions)
@@ -752,6 +753,7 @@ def finalize_drafts(drafts: list[Invoice], *, now: datetime) -> list[Invoice]:
         InvoiceLine.objects.filter(invoice=invoice).delete()
         write_lines([(invoice, lines)])
         invoice.total_minor = sum(line.amount_minor for line in lines)
+    proofs.prove_lines(drafts)
     _issue(drafts, now=now)
     with connection.cursor() as cursor:
         cursor.execute(

@@ -18,7 +18,7 @@ from audit import log as audit_log
 from audit.models import Action
 from billing_site.errors import Conflict, InvalidInput, NotFound
 from billing_site.locks import lock_customer_slots
-from products import billing, payment_outbox, webhook_events
+from products import billing, payment_outbox, proofs, webhook_events
 from products.billing import LineDraft
 from products.models import (
     Invoice,
@@ -293,6 +293,7 @@ def _issue_document(
         corrects=source if kind == InvoiceKind.CREDIT_NOTE else None,
     )
     billing.write_lines([(document, lines)])
+    proofs.prove_lines([document])
     document.subscription = subscription
     webhook_events.invoices_created([document])
     webhook_events.invoices_finalized([document])

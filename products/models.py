@@ -441,6 +441,10 @@ class InvoiceLine(models.Model):
     limit_applied = models.CharField(
         max_length=14, null=True, blank=True, help_text="maximum_amount or minimum_amount."
     )
+    # Extension: the proof of a usage line, written when its invoice becomes final
+    # (products/proofs.py): how many events it counted and the SHA-256 of their sorted ids.
+    events_counted = models.BigIntegerField(null=True, blank=True)
+    events_digest = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         ordering = ["invoice", "position"]
@@ -450,6 +454,26 @@ class InvoiceLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.invoice_id} #{self.position}"
+
+
+class InvoiceVerification(models.Model):
+    """One run of `verify_invoices`: every final usage line recomputed from the raw events."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    since = models.DateTimeField(null=True, blank=True)
+    lines_verified = models.BigIntegerField()
+    events_verified = models.BigIntegerField()
+    mismatch_count = models.BigIntegerField()
+    # The first mismatches (at most products.proofs.MAX_REPORTED), each with what differs.
+    mismatches = models.JSONField(default=list, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder)
+
+    class Meta:
+        ordering = ["-finished_at"]
+        get_latest_by = "finished_at"
+
+    def __str__(self) -> str:
+        return f"verification of {self.finished_at:%Y-%m-%d %H:%M}"
 
 
 # --- collecting the money (products/payments.py) -------------------------------------------------
