@@ -509,7 +509,7 @@ def _failure(condition: Filter, metadata: dict[str, Any], path: str) -> dict:
     elif kind != want_kind:
         why = f"the event's {key} is {exact_dumps(event_value)} (a {kind}), not a {want_kind}"
         if kind == "string" and want_kind == "number" and is_numeric_string(event_value):
-            why += ": numbers must be sent as numbers (150, not \"150\")"
+            why += ': numbers must be sent as numbers (150, not "150")'
     else:
         why = f"the event's {key} is {exact_dumps(event_value)}"
     return {

@@ -30,6 +30,7 @@ from billing_site.staff import PermittedActionsMixin
 from billing_site.views import plotly_src
 from meters import analytics
 from products import invoices, payments, plan_changes, services
+from products.explain_admin import line_events_view
 from products.invoice_pdf import invoice_pdf
 from products.models import (
     CheckoutSession,
@@ -519,8 +520,18 @@ class InvoiceLineInline(ReadOnlyInline):
         "unit_price",
         "credits_applied",
         "amount_minor",
+        "events_counted",
+        "events",
     )
     readonly_fields = fields
+
+    @admin.display(description="Events")
+    def events(self, line: InvoiceLine) -> str:
+        """The events the line counted (products/proofs.py), for a usage line."""
+        if line.kind != "usage" or line.meter_id is None:
+            return ""
+        url = reverse("admin:products_invoice_line_events", args=[line.invoice_id, line.position])
+        return format_html('<a href="{}">List, CSV</a>', url)
 
 
 class PaymentInline(ReadOnlyInline):
@@ -686,8 +697,18 @@ class InvoiceAdmin(PermittedActionsMixin, admin.ModelAdmin):
                 self.admin_site.admin_view(self.pdf_view),
                 name="products_invoice_pdf",
             ),
+            path(
+                "<str:invoice_id>/lines/<int:position>/events/",
+                self.admin_site.admin_view(self.line_events_view),
+                name="products_invoice_line_events",
+            ),
         ]
         return custom + super().get_urls()
+
+    def line_events_view(self, request, invoice_id: str, position: int):
+        return line_events_view(
+            request, invoice_id, position, can_view=self.has_view_permission(request)
+        )
 
     def pdf_view(self, request, invoice_id: str):
         """The invoice as a PDF download, for sending to the customer."""

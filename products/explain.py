@@ -301,14 +301,13 @@ def _skipped(meter: Meter, metadata: dict) -> tuple[str, str] | None:
         hint = f" (it has {', '.join(map(repr, close))})" if close else ""
         return (
             KEY_MISSING,
-            f"The event has no {key!r} key{hint}: the meter's {meter.aggregation_type} "
-            "skips it.",
+            f"The event has no {key!r} key{hint}: the meter's {meter.aggregation_type} skips it.",
         )
     if meter.aggregation_type == Aggregation.UNIQUE_COUNT:
         return None  # a string, number or boolean: every scalar is a distinct value
     if kind == "number":
         return None
-    if is_numeric_string(value):
+    if isinstance(value, str) and is_numeric_string(value):
         return (
             NUMERIC_STRING,
             f"{key} is the string {value!r}: numbers must be sent as numbers "
@@ -348,12 +347,10 @@ def _billing(facts: _Facts, meter: Meter, customer: _Customer) -> dict | None:
             "whose customer_id they carry.",
         )
     if not customer.subscriptions:
-        return answer(
-            NO_SUBSCRIPTION, f"Customer {facts.customer_id!r} has no subscription."
-        )
+        return answer(NO_SUBSCRIPTION, f"Customer {facts.customer_id!r} has no subscription.")
     for invoice in _invoices_covering(customer.customer_id or "", moment):
         line = invoice.lines.filter(kind=LineKind.USAGE, meter_id=meter.id).first()
-        where = {
+        where: dict[str, Any] = {
             "subscription_id": invoice.subscription_id,
             "period_start": _iso(invoice.period_start),
             "period_end": _iso(invoice.period_end),
@@ -395,9 +392,7 @@ def _billing(facts: _Facts, meter: Meter, customer: _Customer) -> dict | None:
                 f"The event's time {_iso(moment)} is before the customer's first subscription "
                 f"started ({_iso(first)}).",
             )
-        return answer(
-            NOT_INVOICED, f"No subscription of the customer was live at {_iso(moment)}."
-        )
+        return answer(NOT_INVOICED, f"No subscription of the customer was live at {_iso(moment)}.")
     priced = set(
         ProductMeter.objects.filter(
             product_id__in={s.product_id for s in live}, meter_id=meter.id
@@ -428,8 +423,7 @@ def _billing(facts: _Facts, meter: Meter, customer: _Customer) -> dict | None:
         )
     return answer(
         NOT_INVOICED,
-        f"No invoice covers {_iso(moment)} for this meter (the subscription is "
-        f"{live[0].status}).",
+        f"No invoice covers {_iso(moment)} for this meter (the subscription is {live[0].status}).",
         subscription_id=live[0].subscription_id,
     )
 

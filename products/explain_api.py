@@ -51,7 +51,8 @@ class InvoiceLineEventsView(StrictQueryMixin, APIView):
         summary="The events an invoice line counted",
         description=(
             "Exactly the events behind a final usage line, in event_id byte order (the order "
-            f"its events_digest is computed in). {EXTENSION}"
+            "its events_digest is computed in), with the line's events_counted and "
+            f"events_digest (SHA-256 of the ids, each followed by a newline). {EXTENSION}"
         ),
         responses=EventSerializer(many=True),
     )
@@ -61,5 +62,8 @@ class InvoiceLineEventsView(StrictQueryMixin, APIView):
             invoice_id=invoice_id,
             position=position,
         )
-        events = proofs.line_events(line)
-        return paged_response(request, events, lambda e: EventSerializer(e).data)
+        page = paged_response(request, proofs.line_events(line), lambda e: EventSerializer(e).data)
+        # The line's proof beside the page: hash every page's ids to check it.
+        page.data["events_counted"] = line.events_counted
+        page.data["events_digest"] = line.events_digest
+        return page

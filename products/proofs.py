@@ -17,12 +17,20 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
 from events.models import Event
 from events.queries import EVENTS_TABLE
 from meters.models import Aggregation, Meter
 from meters.usage import Aggregate, event_row_sql, matching_events_sql, raw_aggregate_columns
-from products.models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
+from products.models import (
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    InvoiceVerification,
+    LineKind,
+)
 
 EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
 # A verification run keeps the first mismatches it finds, not all of them.
@@ -51,7 +59,7 @@ def _counted_sql(meter: Meter, alias: str = "e") -> tuple[str, list]:
 
 _DIGEST_SQL = (
     "encode(sha256(convert_to(coalesce(string_agg(e.event_id || E'\\n', '' "
-    'ORDER BY e.event_id COLLATE "C"), \'\'), \'UTF8\')), \'hex\')'
+    "ORDER BY e.event_id COLLATE \"C\"), ''), 'UTF8')), 'hex')"
 )
 
 
@@ -250,7 +258,9 @@ def verify(since: datetime | None = None) -> VerificationResult:
                 count, digest, quantity = recomputed[line.invoice.customer_id]
                 result.lines_verified += 1
                 result.events_verified += count
-                checks = [("consumed_units", line.consumed_units, quantity)]
+                checks: list[tuple[str, object, object]] = [
+                    ("consumed_units", line.consumed_units, quantity)
+                ]
                 if line.events_digest is None:
                     result.unproven_lines += 1
                 else:
@@ -280,3 +290,17 @@ def _differs(stored: object, fresh: object) -> bool:
     if isinstance(stored, Decimal) or isinstance(fresh, Decimal):
         return Decimal(str(stored)) != Decimal(str(fresh))
     return stored != fresh
+
+
+def record_verification(*, since: datetime | None, now: datetime) -> InvoiceVerification:
+    """Run `verify` and keep its result, for the staff home and the beat task's history."""
+    result = verify(since)
+    return InvoiceVerification.objects.create(
+        started_at=now,
+        finished_at=timezone.now(),
+        since=since,
+        lines_verified=result.lines_verified,
+        events_verified=result.events_verified,
+        mismatch_count=result.mismatch_count,
+        mismatches=[m.wire() for m in result.mismatches or []],
+    )

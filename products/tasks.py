@@ -4,7 +4,7 @@ products/billing.py and products/payments.py."""
 from celery import shared_task
 from django.utils import timezone
 
-from products import payments
+from products import payments, proofs
 from products.billing import run_billing_cycle
 
 
@@ -26,3 +26,9 @@ def collect_due_payments() -> None:
         now = timezone.now()
         payments.collect_due(now=now)
         payments.settle_pending_refunds(now=now)
+
+
+@shared_task(name="products.verify_invoices")
+def verify_invoices() -> int:
+    """Daily: every final usage line recomputed from the raw events; the result is kept."""
+    return proofs.record_verification(since=None, now=timezone.now()).mismatch_count

@@ -364,11 +364,6 @@ def _line_extensions(line: InvoiceLineLike) -> dict:
     limit = getattr(line, "limit_applied", None)
     if limit is not None:
         shown["limit_applied"] = limit
-    # The proof of a final usage line (products/proofs.py).
-    counted = getattr(line, "events_counted", None)
-    if counted is not None:
-        shown["events_counted"] = counted
-        shown["events_digest"] = getattr(line, "events_digest", None)
     return shown
 
 

@@ -273,3 +273,17 @@ def test_an_event_stored_as_x_slash_explain_is_still_found(api, setup):
     assert response.status_code == 200
     assert response.json()["event_id"] == "a/explain"
     assert "stored" not in response.json()
+
+
+def test_the_staff_page_is_linked_from_the_event(admin_client, setup):
+    from events.models import Event
+
+    send("e1", amount=20, region="eu", tier="silver", plan="pro", tokens=5)
+    stored = Event.objects.get(event_id="e1")
+    change = admin_client.get(f"/admin/events/event/{stored.pk}/change/")
+    assert b"/admin/events/event/explain/e1/" in change.content
+    page = admin_client.get("/admin/events/event/explain/e1/")
+    assert page.status_code == 200
+    assert b"FILTER_FAILED" in page.content
+    assert b"filter.clauses[1].clauses[0]" in page.content
+    assert admin_client.get("/admin/events/event/explain/nope/").status_code == 404
