@@ -16,7 +16,11 @@ production settings, creates an API key, and measures, each on a freshly truncat
   one transaction per batch: the ceiling the HTTP figures are compared with;
 - `sql-unnest`: the same batches through the server's own statement (`events.ingest._INSERT_SQL`,
   one `unnest` insert plus the ingest-batch log row, binary parameters) on a direct connection:
-  what the database part of a request costs, without HTTP, Django or validation.
+  what the database part of a request costs, without HTTP, Django or validation;
+- `http-refused` (not run by default): the `http-1000` batches, each with one event too old, so
+  every request is refused (400) and, since refused events are kept for
+  `/api/events/{id}/explain`, leaves its 1,000 ids in `events_refusedevent`: what remembering a
+  refusal costs.
 
 A share of each stream (10% by default) repeats event_ids sent in earlier batches, as client retries
 do. Request bodies are encoded before timing. After each mode it checks that the stored rows, the
@@ -65,7 +69,7 @@ from bench.common import (
 from events.ingest import _INSERT_SQL as APP_INSERT  # importable without Django settings
 
 GOAL_RATIO = 0.60
-MODES = ("http-1000", "http-100", "raw", "sql-unnest")
+MODES = ("http-1000", "http-100", "raw", "sql-unnest", "http-refused")
 EVENT_NAMES = ("api.call", "llm.completion", "storage.write")
 
 RAW_INSERT = """
@@ -182,7 +186,7 @@ def run_threads(threads: int, work: Callable[[int], None]) -> float:
 
 
 def post_bodies(
-    base_url: str, api_key: str, bodies: list[bytes], threads: int
+    base_url: str, api_key: str, bodies: list[bytes], threads: int, expect: int = 200
 ) -> tuple[float, int]:
     """POST every body to /api/events/ingest; return (seconds, sum of ingested_count)."""
     next_index = itertools.count()  # next() on a count is atomic under the GIL
@@ -194,11 +198,11 @@ def post_bodies(
         with httpx.Client(base_url=base_url, headers=headers, timeout=120) as client:
             while (index := next(next_index)) < len(bodies):
                 response = client.post("/api/events/ingest", content=bodies[index])
-                if response.status_code != 200:
+                if response.status_code != expect:
                     raise BenchmarkFailed(
                         f"batch {index}: HTTP {response.status_code}: {response.text[:500]}"
                     )
-                total += response.json()["ingested_count"]
+                total += response.json().get("ingested_count", 0)
         ingested.append(total)
 
     seconds = run_threads(threads, work)
@@ -207,6 +211,15 @@ def post_bodies(
 
 def encode_bodies(stream: Stream) -> list[bytes]:
     return [json.dumps({"events": batch}).encode() for batch in stream.batches]
+
+
+def refused_bodies(stream: Stream) -> list[bytes]:
+    """The batches with their first event 60 days old: each request is refused whole."""
+    too_old = (datetime.now(UTC) - timedelta(days=60)).isoformat()
+    return [
+        json.dumps({"events": [{**batch[0], "timestamp": too_old}, *batch[1:]]}).encode()
+        for batch in stream.batches
+    ]
 
 
 def raw_rows(stream: Stream) -> list[list[tuple]]:
@@ -290,7 +303,7 @@ def backend_cpu_by_pid(db_url: str) -> dict[int, float]:
 
 
 def run_http(
-    server: Server, db_url: str, api_key: str, bodies: list[bytes], threads: int
+    server: Server, db_url: str, api_key: str, bodies: list[bytes], threads: int, expect: int = 200
 ) -> tuple[float, int, float]:
     """post_bodies, plus the CPU seconds the server side (workers and their backends) spent.
 
@@ -300,7 +313,7 @@ def run_http(
     workers = server.worker_pids()
     workers_before = cpu_seconds(workers)
     backends_before = backend_cpu_by_pid(db_url)
-    seconds, reported = post_bodies(server.url, api_key, bodies, threads)
+    seconds, reported = post_bodies(server.url, api_key, bodies, threads, expect)
     backends_after = backend_cpu_by_pid(db_url)
     backend_cpu = sum(
         max(0.0, cpu - backends_before.get(pid, 0.0)) for pid, cpu in backends_after.items()
@@ -312,6 +325,9 @@ def reset_tables(db_url: str) -> None:
     """Empty the event tables and flush dirty pages, so each mode starts from the same state."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("TRUNCATE events_event, events_ingestbatch RESTART IDENTITY")
+        refused = conn.execute("SELECT to_regclass('events_refusedevent')").fetchone()[0]
+        if refused is not None:
+            conn.execute("TRUNCATE events_refusedevent")
         conn.execute("CHECKPOINT")
 
 
@@ -323,7 +339,7 @@ def verify(db_url: str, result: Result, reported: int, check_batch_log: bool) ->
         logged = conn.execute(
             "SELECT coalesce(sum(cardinality(event_ids)), 0) FROM events_ingestbatch"
         ).fetchone()[0]
-    expected = result.distinct
+    expected = 0 if result.mode == "http-refused" else result.distinct
     label = "sum of ingested_count" if result.mode.startswith("http") else "rows inserted"
     checks = [("stored rows", stored), (label, reported)]
     if check_batch_log:
@@ -380,7 +396,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sql-connections", type=int, default=2, help="connections for sql-unnest")
     parser.add_argument(
         "--modes",
-        default=",".join(MODES),
+        default=",".join(m for m in MODES if m != "http-refused"),
         help="comma-separated subset of " + ", ".join(MODES),
     )
     parser.add_argument(
@@ -440,12 +456,14 @@ def main(argv: list[str] | None = None) -> int:
         "http-100": args.small_batch,
         "raw": args.large_batch,
         "sql-unnest": args.large_batch,
+        "http-refused": args.large_batch,
     }
     inputs = {
         "http-1000": encode_bodies,
         "http-100": encode_bodies,
         "raw": raw_rows,
         "sql-unnest": app_params,
+        "http-refused": refused_bodies,
     }
     prepared = {m: inputs[m](stream_for(sizes[m])) for m in args.modes}
 
@@ -472,7 +490,12 @@ def main(argv: list[str] | None = None) -> int:
                 client_before = time.process_time()
                 if mode.startswith("http"):
                     seconds, reported, server_cpu = run_http(
-                        server, db_url, api_key, prepared[mode], args.threads
+                        server,
+                        db_url,
+                        api_key,
+                        prepared[mode],
+                        args.threads,
+                        expect=400 if mode == "http-refused" else 200,
                     )
                 else:
                     app_statement = mode == "sql-unnest"

@@ -20,7 +20,7 @@ from events.queries import EVENTS_TABLE
 from meters.analytics import SeriesPoint, period_floor, usage_series
 from meters.models import Meter
 from meters.preview import known_event_names
-from products.models import Customer, Invoice, InvoiceStatus
+from products.models import Customer, Invoice, InvoiceStatus, InvoiceVerification
 
 CHART_DAYS = 30
 MAX_METER_TRACES = 8
@@ -215,3 +215,32 @@ def unmetered_event_names() -> list[str]:
 
 def customer_count() -> int:
     return Customer.objects.count()
+
+
+def compact_count(number: int) -> str:
+    """1,234 below a million, then 9.8M, 1.2B: how staff read a large count at a glance."""
+    for size, suffix in ((10**9, "B"), (10**6, "M")):
+        if number >= size:
+            return f"{number / size:.1f}".rstrip("0").rstrip(".") + suffix
+    return f"{number:,}"
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The last run of `verify_invoices` (products/proofs.py), as the home page says it."""
+
+    run: InvoiceVerification
+
+    @property
+    def sentence(self) -> str:
+        run = self.run
+        return (
+            f"{run.lines_verified:,} invoice line{'s' if run.lines_verified != 1 else ''} "
+            f"verified against {compact_count(run.events_verified)} events, "
+            f"{run.mismatch_count:,} mismatch{'es' if run.mismatch_count != 1 else ''}"
+        )
+
+
+def latest_verification() -> Verification | None:
+    run = InvoiceVerification.objects.order_by("-finished_at", "-id").first()
+    return None if run is None else Verification(run)

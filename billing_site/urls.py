@@ -39,6 +39,11 @@ api_patterns = [
     path("meters", meters_api.MeterListCreateView.as_view(), name="meters"),
     path("meters/<str:meter_id>", meters_api.MeterDetailView.as_view(), name="meters-detail"),
     path(
+        "meters/<str:meter_id>/health",
+        meters_api.MeterHealthView.as_view(),
+        name="meters-health",
+    ),
+    path(
         "meters/<str:meter_id>/unarchive",
         meters_api.MeterUnarchiveView.as_view(),
         name="meters-unarchive",

@@ -63,6 +63,7 @@ def staff_home(request: HttpRequest) -> HttpResponse:
         "unmetered_names": dashboard.unmetered_event_names(),
         "customer_count": dashboard.customer_count(),
         "freshness": freshness(now=now, meters=list(Meter.objects.active())),
+        "verification": dashboard.latest_verification(),
     }
     context["ingested_24h"] = sum(row["events"] for row in context["ingestion"])
     return TemplateResponse(request, "dashboard/home.html", context)

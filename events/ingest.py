@@ -441,8 +441,8 @@ def record_refusals(payload: object, refusal: InvalidEvents, *, now: datetime) -
     batch_error = {
         "code": "BATCH_REFUSED",
         "field": first.get("field", ""),
-        "message": f"The request was refused as a whole: {first.get('field')}: "
-        f"{first.get('message')}",
+        "message": f"The request was refused as a whole, for {first.get('field')} "
+        f"({first.get('code', refusal.code)}).",
     }
     ids = [
         _text_field(event, "event_id", MAX_ID_LENGTH) if isinstance(event, dict) else None

@@ -65,7 +65,9 @@ class RefusedEvent(models.Model):
     "why was this event not billed?" has an answer when it was never stored.
 
     Written with one insert per refused request (events/ingest.py `record_refusals`), at most
-    one row per event of the request; pruned by the `events.prune_refused` beat task. An event
+    one row per event of the request; pruned by the `events.prune_refused` beat task. UNLOGGED
+    (migration 0004): diagnostics, not billing data, so no WAL is written for them; a database
+    crash empties the table. An event
     that was valid in a refused request gets `BATCH_REFUSED` naming the first problem of the batch.
     """
 

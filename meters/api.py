@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,6 +20,7 @@ from billing_site.api.strict import LOCALE, PAGING, StrictQueryMixin, StrictSeri
 from billing_site.jsonutil import ExactJSONEncoder
 from meters import services
 from meters.filters import CONJUNCTIONS, MAX_CLAUSES, MAX_KEY_LENGTH, OPERATORS, homogeneous
+from meters.health import meter_health
 from meters.models import DODO_FALLBACK, Aggregation, Meter
 
 
@@ -183,3 +189,20 @@ class MeterUnarchiveView(StrictQueryMixin, APIView):
     def post(self, request, meter_id: str):
         services.unarchive_meter(get_object_or_404(Meter, id=meter_id))
         return Response(status=status.HTTP_200_OK)  # Dodo: 200 with no body
+
+
+class MeterHealthView(StrictQueryMixin, APIView):
+    @extend_schema(
+        summary="What in recent events suggests the meter misses usage",
+        description=(
+            "Over the latest events of the meter's name in the last 7 days: event names that "
+            "differ only by case or a small edit, metadata keys close to the aggregation or "
+            "filter keys, numbers sent as strings, conditions no event passed, events of "
+            "unknown customers; each with counts and examples. Not part of Dodo's API: an "
+            "extension of this server."
+        ),
+        responses={200: OpenApiResponse(description="The meter's health.")},
+    )
+    def get(self, request, meter_id: str):
+        meter = get_object_or_404(Meter, id=meter_id)
+        return Response(meter_health(meter, now=timezone.now()).wire())

@@ -25,6 +25,7 @@ from billing_site.jsonutil import exact_dumps, exact_loads
 from billing_site.views import plotly_src
 from meters import analytics, preview
 from meters.forms import AnalyticsRangeForm, MeterForm
+from meters.health import meter_health
 from meters.models import Meter
 from meters.usage import GRANULARITIES
 
@@ -176,6 +177,7 @@ def analytics_page(
         events_query=urlencode(events_query),
         freshness=analytics.freshness(now=now, meters=[meter]),
         is_count=meter.aggregation_type == "count",
+        health=meter_health(meter, now=now),
     )
     return TemplateResponse(request, "admin/meters/meter/analytics.html", context)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from billing_site.names import name_distance
 from events.models import Event, RefusedEvent
 from meters.filters import failed_conditions, is_numeric_string, value_type
 from meters.models import Aggregation, Meter
@@ -50,26 +51,6 @@ PERIOD_INVOICED_BEFORE_ARRIVAL = "PERIOD_INVOICED_BEFORE_ARRIVAL"
 NOT_INVOICED = "NOT_INVOICED"
 
 
-def name_distance(a: str, b: str, limit: int = MAX_NAME_DISTANCE) -> int:
-    """Levenshtein distance, or `limit + 1` as soon as it must exceed `limit` (a band of
-    2 * limit + 1 cells per row: cheap against every meter, whatever the names' length)."""
-    if abs(len(a) - len(b)) > limit:
-        return limit + 1
-    previous = list(range(len(b) + 1))
-    for i, char_a in enumerate(a, 1):
-        current = [i] + [limit + 1] * len(b)
-        for j in range(max(1, i - limit), min(len(b), i + limit) + 1):
-            current[j] = min(
-                previous[j] + 1,
-                current[j - 1] + 1,
-                previous[j - 1] + (char_a != b[j - 1]),
-            )
-        if min(current) > limit:
-            return limit + 1
-        previous = current
-    return min(previous[len(b)], limit + 1)
-
-
 @dataclass(frozen=True)
 class _Facts:
     """What is known of the event: all of it when stored, what its refused request said if not."""
@@ -80,6 +61,7 @@ class _Facts:
     event_name: str | None
     timestamp: datetime | None
     metadata: dict | None
+    arrived_at: datetime  # stored at, or the last time it was refused
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -102,9 +84,11 @@ def explain_event(event_id: str) -> dict | None:
     """The explanation of one event id, or None if it was never stored nor refused (within
     REJECTED_EVENTS_RETENTION_DAYS)."""
     event = Event.objects.filter(event_id=event_id).first()
-    refusals = list(RefusedEvent.objects.filter(event_id=event_id).order_by("-refused_at", "-id"))[
-        :MAX_REFUSALS
-    ]
+    refusals = list(
+        RefusedEvent.objects.filter(event_id=event_id).order_by("-refused_at", "-id")[
+            :MAX_REFUSALS
+        ]
+    )
     if event is None and not refusals:
         return None
     if event is not None:
@@ -115,6 +99,7 @@ def explain_event(event_id: str) -> dict | None:
             event.event_name,
             event.timestamp,
             event.metadata if isinstance(event.metadata, dict) else {},
+            event.ingested_at,
         )
     else:
         latest = refusals[0]
@@ -125,6 +110,7 @@ def explain_event(event_id: str) -> dict | None:
             latest.event_name,
             _parse_time(latest.timestamp),
             None,
+            latest.refused_at,
         )
     customer = _customer(facts)
     meters = [_meter(facts, meter, customer) for meter in _candidate_meters(facts.event_name)]
@@ -369,7 +355,7 @@ def _billing(facts: _Facts, meter: Meter, customer: _Customer) -> dict | None:
                 **where,
             )
         issued = invoice.issued_at
-        if facts.event is None or (issued is not None and facts.event.ingested_at > issued):
+        if issued is not None and facts.arrived_at > issued:
             return answer(
                 PERIOD_INVOICED_BEFORE_ARRIVAL,
                 f"The period {_iso(invoice.period_start)} to {_iso(invoice.period_end)} was "
@@ -377,6 +363,8 @@ def _billing(facts: _Facts, meter: Meter, customer: _Customer) -> dict | None:
                 "before the event arrived.",
                 **where,
             )
+        if facts.event is None:
+            return answer(REFUSED, "The event was refused before its period was invoiced.")
         return answer(
             BILLED,
             f"Billed on invoice {invoice.number or invoice.invoice_id}, line {line.position} "

@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -54,7 +55,14 @@ class InvoiceLineEventsView(StrictQueryMixin, APIView):
             "its events_digest is computed in), with the line's events_counted and "
             f"events_digest (SHA-256 of the ids, each followed by a newline). {EXTENSION}"
         ),
-        responses=EventSerializer(many=True),
+        responses=inline_serializer(
+            "InvoiceLineEvents",
+            {
+                "items": EventSerializer(many=True),
+                "events_counted": serializers.IntegerField(allow_null=True),
+                "events_digest": serializers.CharField(allow_null=True),
+            },
+        ),
     )
     def get(self, request, invoice_id: str, position: int):
         line = get_object_or_404(

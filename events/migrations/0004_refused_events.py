@@ -28,4 +28,9 @@ class Migration(migrations.Migration):
                 'indexes': [models.Index(fields=['event_id'], name='refused_event_event_id'), django.contrib.postgres.indexes.BrinIndex(fields=['refused_at'], name='refused_event_at_brin')],
             },
         ),
-    ]
+        # Diagnostics, not billing data: no WAL for them (cheaper refusals); a crash empties it.
+    migrations.RunSQL(
+        "ALTER TABLE events_refusedevent SET UNLOGGED",
+        "ALTER TABLE events_refusedevent SET LOGGED",
+    ),
+]

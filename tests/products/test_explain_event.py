@@ -287,3 +287,13 @@ def test_the_staff_page_is_linked_from_the_event(admin_client, setup):
     assert b"FILTER_FAILED" in page.content
     assert b"filter.clauses[1].clauses[0]" in page.content
     assert admin_client.get("/admin/events/event/explain/nope/").status_code == 404
+
+
+def test_the_schema_names_the_endpoints_as_extensions(api):
+    schema = api.get("/api/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    for path, method in (
+        ("/api/events/{event_id}/explain", "get"),
+        ("/api/invoices/{invoice_id}/lines/{position}/events", "get"),
+        ("/api/meters/{meter_id}/health", "get"),
+    ):
+        assert "extension" in schema["paths"][path][method]["description"], path

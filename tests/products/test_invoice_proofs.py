@@ -150,3 +150,22 @@ def test_the_staff_page_lists_a_lines_events_and_exports_csv(admin_client, bille
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0][:3] == ["event_id", "customer_id", "event_name"]
     assert [row[0] for row in rows[1:]] == [f"ev-{i}" for i in range(5)]
+
+
+def test_the_staff_home_shows_the_last_verification(admin_client, billed):
+    assert b"Invoice lines not verified yet" in admin_client.get("/admin/dashboard/").content
+    verify_invoices()
+    page = admin_client.get("/admin/dashboard/").content.decode()
+    assert "4 invoice lines verified against 14 events, 0 mismatches" in page
+
+
+def test_compact_counts():
+    from billing_site.dashboard import compact_count
+
+    assert [compact_count(n) for n in (1234, 999_999, 9_800_000, 10_000_000, 1_250_000_000)] == [
+        "1,234",
+        "999,999",
+        "9.8M",
+        "10M",
+        "1.2B",
+    ]
