@@ -94,7 +94,7 @@ def meter_health(meter: Meter, *, now: datetime) -> Health:
     """The health of `meter` over the last HEALTH_WINDOW_DAYS before `now`."""
     start = now - timedelta(days=HEALTH_WINDOW_DAYS)
     sample = _sample_sql()
-    sample_params = [meter.event_name, start, now, HEALTH_SAMPLE_EVENTS]
+    sample_params: list[Any] = [meter.event_name, start, now, HEALTH_SAMPLE_EVENTS]
     conditions = _leaf_conditions(meter.filter)
     keys = {c["key"] for _, c in conditions}
     if meter.aggregation_key:

@@ -85,9 +85,7 @@ def explain_event(event_id: str) -> dict | None:
     REJECTED_EVENTS_RETENTION_DAYS)."""
     event = Event.objects.filter(event_id=event_id).first()
     refusals = list(
-        RefusedEvent.objects.filter(event_id=event_id).order_by("-refused_at", "-id")[
-            :MAX_REFUSALS
-        ]
+        RefusedEvent.objects.filter(event_id=event_id).order_by("-refused_at", "-id")[:MAX_REFUSALS]
     )
     if event is None and not refusals:
         return None
