@@ -41,6 +41,7 @@ FILTER_FAILED = "FILTER_FAILED"
 KEY_MISSING = "KEY_MISSING"
 NOT_A_NUMBER = "NOT_A_NUMBER"
 NUMERIC_STRING = "NUMERIC_STRING"
+UNCOUNTABLE_VALUE = "UNCOUNTABLE_VALUE"
 UNKNOWN_CUSTOMER = "UNKNOWN_CUSTOMER"
 NO_SUBSCRIPTION = "NO_SUBSCRIPTION"
 BEFORE_SUBSCRIPTION = "BEFORE_SUBSCRIPTION"
@@ -288,7 +289,9 @@ def _skipped(meter: Meter, metadata: dict) -> tuple[str, str] | None:
             f"The event has no {key!r} key{hint}: the meter's {meter.aggregation_type} skips it.",
         )
     if meter.aggregation_type == Aggregation.UNIQUE_COUNT:
-        return None  # a string, number or boolean: every scalar is a distinct value
+        if kind in ("string", "number", "boolean"):
+            return None  # every scalar is a distinct value
+        return UNCOUNTABLE_VALUE, f"{key} is {kind}: unique_count counts scalars only."
     if kind == "number":
         return None
     if isinstance(value, str) and is_numeric_string(value):

@@ -22,7 +22,7 @@ from billing_site.errors import Conflict, InvalidInput, NotFound
 from billing_site.locks import lock_customer_slots
 from billing_site.money import round_minor
 from billing_site.periods import Period
-from products import billing, payment_outbox, webhook_events
+from products import billing, payment_outbox, proofs, webhook_events
 from products.billing import LineDraft
 from products.models import (
     Invoice,
@@ -280,6 +280,7 @@ def _end_period_now(
         number=number,
     )
     billing.write_lines([(invoice, lines)])
+    proofs.prove_lines([invoice])
     webhook_events.invoices_created([invoice])
     webhook_events.invoices_finalized([invoice])
     # Collected like every issued invoice (nothing happens with PAYMENT_PROVIDER=none).

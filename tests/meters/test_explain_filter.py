@@ -8,9 +8,17 @@ from __future__ import annotations
 import re
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from meters.filters import failed_conditions
-from tests.meters.test_filters import conn, events_strategy, groups, oracle, sql_selection
+from tests.meters.test_filters import (
+    conn,
+    events_strategy,
+    groups,
+    oracle,
+    sql_selection,
+    to_json,
+)
 
 __all__ = ["conn"]  # the PostgreSQL fixture of the filter tests, shared
 
@@ -62,3 +70,26 @@ def test_or_group_lists_every_failed_branch_and_group_stops_at_first():
         "filter.clauses[1]",
     ]
     assert failed_conditions(flt, {"a": 0, "b": 2}) == []
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=events_strategy, kind=st.sampled_from(["count", "sum", "max", "unique_count"]))
+def test_counted_or_skipped_agrees_with_the_usage_sql(conn, events, kind):
+    """Whether a matching event counts (products.explain) is what meters.usage's SQL says."""
+    from meters.models import Meter
+    from meters.usage import event_value_sql
+    from products.explain import _skipped
+
+    meter = Meter(event_name="x", aggregation_type=kind, aggregation_key="amount")
+    valid_sql, _, params = event_value_sql(meter, alias="e")
+    valid_params = params[:1] if kind != "count" else []
+    with conn.transaction(force_rollback=True):
+        conn.execute("DELETE FROM ev")
+        for number, metadata in enumerate(events, 1):
+            conn.execute(
+                "INSERT INTO ev (id, metadata) VALUES (%s, %s::jsonb)", [number, to_json(metadata)]
+            )
+        rows = conn.execute(f"SELECT e.id FROM ev AS e WHERE {valid_sql}", valid_params).fetchall()
+    counted_by_sql = {row[0] for row in rows}
+    for number, metadata in enumerate(events, 1):
+        assert (_skipped(meter, metadata) is None) == (number in counted_by_sql), metadata

@@ -169,3 +169,21 @@ def test_compact_counts():
         "10M",
         "1.2B",
     ]
+
+
+def test_a_line_billed_in_credits_is_proven_and_verifies(capsys):
+    from tests.credits.factories import credit_product, make_entitlement
+    from tests.credits.factories import subscribe as subscribe_credits
+
+    entitlement = make_entitlement(now=START)
+    tokens = make_meter("Tokens", "llm.call", "sum", "tokens", now=START)
+    product = credit_product(entitlement, tokens, credits_amount=100, now=START)
+    subscription = subscribe_credits(product, now=START)
+    metadata = [{"tokens": 3}, {"tokens": 4}, {"tokens": "x"}]
+    send_usage(subscription, "llm.call", metadata, start=START + timedelta(hours=1), prefix="c")
+    [invoice] = billing.run_billing_cycle(now=START + WEEK)
+    line = InvoiceLine.objects.get(invoice=invoice, meter=tokens)
+    assert line.consumed_units == Decimal(7)
+    assert (line.events_counted, line.events_digest) == (2, sha_of(["c-0", "c-1"]))
+    call_command("verify_invoices")
+    assert "1 invoice lines verified against 2 events, 0 mismatches" in capsys.readouterr().out
