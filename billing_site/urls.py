@@ -92,7 +92,7 @@ api_patterns = [
         name="invoices-detail",
     ),
     path(
-        "invoices/<str:invoice_id>/lines/<int:position>/events",
+        "invoices/<str:invoice_id>/lines/<str:position>/events",
         explain_api.InvoiceLineEventsView.as_view(),
         name="invoices-line-events",
     ),

@@ -18,6 +18,7 @@ from events.models import Event
 from products import explain, proofs
 from products.models import InvoiceLine
 
+MAX_POSITION = 32767  # the column is a smallint: a larger number is no line, not a query error
 EXTENSION = "Not part of Dodo's API: an extension of this server."
 
 
@@ -64,11 +65,15 @@ class InvoiceLineEventsView(StrictQueryMixin, APIView):
             },
         ),
     )
-    def get(self, request, invoice_id: str, position: int):
+    def get(self, request, invoice_id: str, position: str):
+        # A str route (every path of the API resolves to its view, whatever its parameters);
+        # a position that is not a small whole number names no line.
+        if not (position.isascii() and position.isdigit()) or int(position) > MAX_POSITION:
+            raise NotFound(f"Invoice {invoice_id} has no line {position!r}.")
         line = get_object_or_404(
             InvoiceLine.objects.select_related("invoice", "meter"),
             invoice_id=invoice_id,
-            position=position,
+            position=int(position),
         )
         page = paged_response(request, proofs.line_events(line), lambda e: EventSerializer(e).data)
         # The line's proof beside the page: hash every page's ids to check it.

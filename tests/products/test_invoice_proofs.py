@@ -187,3 +187,11 @@ def test_a_line_billed_in_credits_is_proven_and_verifies(capsys):
     assert (line.events_counted, line.events_digest) == (2, sha_of(["c-0", "c-1"]))
     call_command("verify_invoices")
     assert "1 invoice lines verified against 2 events, 0 mismatches" in capsys.readouterr().out
+
+
+def test_a_line_position_that_is_not_a_number_is_404(api, billed):
+    invoice, _, _ = billed
+    for position in ("one", "²", "99999999999999999999", "-1"):
+        response = api.get(f"/api/invoices/{invoice.pk}/lines/{position}/events")
+        assert response.status_code == 404, position
+        assert response.json()["code"] == "NOT_FOUND"
