@@ -236,6 +236,17 @@ PRICE_SCHEMA = {
             "maxItems": services.MAX_METERS_PER_PRODUCT,
             "items": {"oneOf": [_MONEY_METER_SCHEMA, _TIERED_METER_SCHEMA, _CREDIT_METER_SCHEMA]},
         },
+        # Extensions of Dodo's price (products/billing.py, cycle_limit_line).
+        "minimum_amount": {
+            **_LIMIT_SCHEMA,
+            "description": "Extension. Whole minor units: the least the cycle's usage lines "
+            "bill together (not the fixed fee); a usage_limit line adds the difference.",
+        },
+        "maximum_amount": {
+            **_LIMIT_SCHEMA,
+            "description": "Extension. Whole minor units: the most the cycle's usage lines "
+            "bill together (not the fixed fee); a usage_limit line takes off the excess.",
+        },
     },
 }
 CREDIT_LINKS_SCHEMA = {

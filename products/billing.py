@@ -49,7 +49,7 @@ from products.models import (
     Subscription,
     SubscriptionStatus,
 )
-from products.pricing import MAXIMUM, MINIMUM, Charge, MeterPricing
+from products.pricing import MAXIMUM, MINIMUM, Charge, MeterPricing, cycle_adjustment
 from products.pricing import charge as pricing_charge
 from webhooks.models import EventType
 
@@ -210,6 +210,53 @@ def overage_line(charge: OverageCharge) -> LineDraft:
     )
 
 
+def cycle_limit_line(
+    product: Product, lines: Iterable[LineDraft], *, fraction: Decimal = Decimal(1)
+) -> LineDraft | None:
+    """The line that holds the cycle's usage lines (money meters; credit lines bill 0) between
+    the product's `minimum_amount` and `maximum_amount`, or None when neither changes their
+    total. The fixed fee and credit overage are outside both limits. A period ending early (a
+    plan change) holds them at `fraction` of each limit, rounded half-up, as its fee and free
+    thresholds are prorated."""
+    if product.minimum_amount is None and product.maximum_amount is None:
+        return None
+    minimum, maximum = (
+        None if limit is None else round_minor(limit * fraction)
+        for limit in (product.minimum_amount, product.maximum_amount)
+    )
+    usage_total = sum(line.amount_minor for line in lines if line.kind == LineKind.USAGE)
+    adjustment, applied = cycle_adjustment(
+        usage_total, minimum_amount=minimum, maximum_amount=maximum
+    )
+    if applied is None:
+        return None
+    share = "" if fraction == 1 else f", prorated {fraction:.6f} of the period"
+    if applied == MAXIMUM:
+        description = f"Usage capped at the cycle maximum_amount {maximum}{share}"
+    else:
+        description = f"Usage raised to the cycle minimum_amount {minimum}{share}"
+    return LineDraft(
+        kind=LineKind.USAGE_LIMIT,
+        description=f"{description} (usage lines {usage_total})",
+        amount_minor=adjustment,
+        limit_applied=applied,
+    )
+
+
+def _with_cycle_limit(
+    product: Product, lines: list[LineDraft], *, fraction: Decimal = Decimal(1)
+) -> list[LineDraft]:
+    """`lines` with the cycle limit's line after the usage lines (before any credit overage)."""
+    limit_line = cycle_limit_line(product, lines, fraction=fraction)
+    if limit_line is None:
+        return lines
+    last_usage = max(i for i, line in enumerate(lines) if line.kind in _BEFORE_LIMIT)
+    return [*lines[: last_usage + 1], limit_line, *lines[last_usage + 1 :]]
+
+
+_BEFORE_LIMIT = (LineKind.FIXED_FEE, LineKind.USAGE)
+
+
 def draft_lines(
     product: Product,
     product_meters: Iterable[ProductMeter],
@@ -236,7 +283,7 @@ def draft_lines(
             usage_of_meter = usage.get(product_meter.meter_id, Usage.zero())
             lines.append(usage_line(product_meter, usage_of_meter))
     lines.extend(overage_line(charge) for charge in overage_charges)
-    return lines
+    return _with_cycle_limit(product, lines)
 
 
 # --- keeping late events out of invoiced periods -------------------------------------------------
@@ -473,9 +520,10 @@ def early_close_lines(
     """The lines of a period that ends early (a plan change, a pause or a cancellation now):
     `fixed_fee` as the caller priced it, then each meter's usage in `period` at the current
     product's prices, its free threshold scaled by `threshold_fraction` and rounded down to
-    whole units. A free trial stays free. For a product with credits this closes the credit
-    side of `period` at its end (deduction with the scaled thresholds, expiries, overage):
-    call it in the transaction that keeps the result."""
+    whole units, and the product's cycle minimum and maximum scaled by it too
+    (`cycle_limit_line`). A free trial stays free. For a product with credits this closes the
+    credit side of `period` at its end (deduction with the scaled thresholds, expiries,
+    overage): call it in the transaction that keeps the result."""
     catalogue = _Catalogue.of([subscription])
     usage = _usage_for([(subscription, period)], catalogue.product_meters)
     meters = catalogue.product_meters[subscription.product_id]
@@ -489,7 +537,7 @@ def early_close_lines(
             subscription, period, now=now, threshold_fraction=threshold_fraction
         )
     in_credits = {line.product_meter.meter_id: line for line in credit_lines}
-    return [
+    lines = [
         fixed_fee,
         *(
             credit_line(in_credits[pm.meter_id])
@@ -503,6 +551,7 @@ def early_close_lines(
         ),
         *(overage_line(charge) for charge in overage_charges),
     ]
+    return _with_cycle_limit(subscription.product, lines, fraction=threshold_fraction)
 
 
 def grant_new_period(subscription: Subscription, *, now: datetime) -> None:
@@ -522,7 +571,7 @@ def lead_lines(
     """The invoice of a lead (the rest of a period after a plan change that kept the cycle):
     the fee x seats x `share` of a full period (rounded half-up once), or nothing when the
     change billed it already (`difference_immediately`); free thresholds x `share`, rounded
-    down to whole units, as on the change invoice."""
+    down to whole units, as on the change invoice, and so the cycle's minimum and maximum."""
     product = subscription.product
     fee = product.fixed_price_minor * subscription.quantity
     seats = f" x {subscription.quantity}" if subscription.quantity != 1 else ""
@@ -536,7 +585,7 @@ def lead_lines(
         fixed = LineDraft(
             LineKind.FIXED_FEE, f"{product.name}: fixed fee, billed at the plan change", 0
         )
-    return [
+    lines = [
         fixed,
         *(
             usage_line(
@@ -547,6 +596,7 @@ def lead_lines(
             for pm in product_meters
         ),
     ]
+    return _with_cycle_limit(product, lines, fraction=share)
 
 
 def uses_credits(subscription: Subscription) -> bool:

@@ -78,6 +78,17 @@ class Product(models.Model):
     archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
+    # Extensions (products/pricing.py, cycle_limit): hold the cycle's usage lines together.
+    minimum_amount = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Minor units: the cycle's usage lines together bill at least this.",
+    )
+    maximum_amount = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Minor units: the cycle's usage lines together bill at most this.",
+    )
 
     objects = ProductQuerySet.as_manager()
 
@@ -412,6 +423,9 @@ class LineKind(models.TextChoices):
     CREDIT_OVERAGE = "credit_overage"
     CREDIT_NOTE = "credit_note"
     CHARGE = "charge"
+    # The product's cycle minimum or maximum (an extension): what it adds to or takes off the
+    # usage lines above it.
+    USAGE_LIMIT = "usage_limit"
 
 
 class InvoiceLine(models.Model):

@@ -1,5 +1,6 @@
 """How one meter's chargeable units become money: Dodo's flat `price_per_unit`, or this server's
-extensions of it: tiers (graduated or volume), packages, and a line's minimum and maximum.
+extensions of it: tiers (graduated or volume), packages, a line's minimum and maximum, and a
+product's minimum and maximum for all its usage lines of a cycle (`cycle_adjustment`).
 
 Pure arithmetic on exact decimals: the amount is summed exactly and rounded half-up once per
 line (billing_site.money.round_minor), then held between the minimum and maximum, which are
@@ -158,6 +159,19 @@ def charge(pricing: MeterPricing, chargeable: Decimal) -> Charge:
     if pricing.minimum_amount is not None and amount < pricing.minimum_amount:
         amount, limit = pricing.minimum_amount, MINIMUM
     return Charge(amount, exact, tiers, packages, limit, rounded)
+
+
+def cycle_adjustment(
+    usage_total: int, *, minimum_amount: int | None, maximum_amount: int | None
+) -> tuple[int, str | None]:
+    """What a product's cycle minimum or maximum adds to (positive) or takes off (negative) the
+    cycle's usage lines, whose amounts are already rounded and held by their own limits, and
+    which limit changed it (MAXIMUM, MINIMUM or None: no line). Whole minor units: no rounding."""
+    if maximum_amount is not None and usage_total > maximum_amount:
+        return maximum_amount - usage_total, MAXIMUM
+    if minimum_amount is not None and usage_total < minimum_amount:
+        return minimum_amount - usage_total, MINIMUM
+    return 0, None
 
 
 def describe(pricing: MeterPricing, *, free_threshold: int, currency: str) -> str:

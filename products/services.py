@@ -38,6 +38,8 @@ MAX_FREE_THRESHOLD = 2**63 - 1
 MAX_PERIOD_COUNT = 2**31 - 1
 MAX_TRIAL_DAYS = 10_000  # Dodo's bound for trial_period_days
 UNSET = object()  # a PATCH field that was not sent (None is an explicit null)
+# Extensions of Dodo's price: the cycle's usage lines together held between them (minor units).
+CYCLE_LIMIT_FIELDS = ("minimum_amount", "maximum_amount")
 PRICE_FIELDS = (
     "type",
     "currency",
@@ -51,6 +53,7 @@ PRICE_FIELDS = (
     "discount",
     "discount_bps",
     "purchasing_power_parity",
+    *CYCLE_LIMIT_FIELDS,
 )
 SHOWN_METER_FIELDS = ("name", "description", "measurement_unit")
 PRICED_METER_FIELDS = (
@@ -108,8 +111,10 @@ def product_state(product: Product) -> dict:
     """What the audit log keeps of a product: its fields, each meter's price and free
     threshold, and the credit entitlements it grants (read fresh, never from a prefetch)."""
     meters = ProductMeter.objects.filter(product=product).order_by("position")
+    limits = audit_log.snapshot(product, CYCLE_LIMIT_FIELDS)
     return {
         **audit_log.snapshot(product, AUDITED_FIELDS),
+        **{name: value for name, value in limits.items() if value is not None},
         "meters": [_meter_state(pm) for pm in meters],
         "credit_entitlements": credit_services.link_states(product),
     }
@@ -207,6 +212,19 @@ def _parse_tiers(raw: object, field: str) -> list[dict]:
     return tiers
 
 
+def _limits(entry: dict, field: str) -> dict:
+    """`minimum_amount` and `maximum_amount` as sent (each optional), checked: whole minor
+    units, the minimum not above the maximum. `field` is where they sit (`price`)."""
+    found = {
+        name: _minor_amount(entry[name], f"{field}.{name}")
+        for name in ("minimum_amount", "maximum_amount")
+        if entry.get(name) is not None
+    }
+    if found.get("minimum_amount", 0) > found.get("maximum_amount", MAX_FIXED_PRICE):
+        raise _fail(f"{field}.minimum_amount", "Must not be greater than maximum_amount.")
+    return found
+
+
 def _pricing_extensions(entry: dict, field: str) -> dict:
     """The extensions of Dodo's price sent for one money meter, checked and as stored."""
     given = {name: entry.get(name) for name in PRICING_EXTENSION_FIELDS}
@@ -232,11 +250,7 @@ def _pricing_extensions(entry: dict, field: str) -> dict:
         found["package_rounding"] = rounding or "up"
     elif given["package_rounding"] is not None:
         raise _fail(f"{field}.package_rounding", "Only with package_size.")
-    for name in ("minimum_amount", "maximum_amount"):
-        if given[name] is not None:
-            found[name] = _minor_amount(given[name], f"{field}.{name}")
-    if found.get("minimum_amount", 0) > found.get("maximum_amount", MAX_FIXED_PRICE):
-        raise _fail(f"{field}.minimum_amount", "Must not be greater than maximum_amount.")
+    found.update(_limits(entry, field))
     return found
 
 
@@ -337,6 +351,8 @@ class PriceSpec:
     subscription_period_interval: str
     tax_inclusive: bool | None
     meters: list[MeterPrice]
+    minimum_amount: int | None = None
+    maximum_amount: int | None = None
 
 
 def validate_price(price: object) -> PriceSpec:
@@ -397,6 +413,7 @@ def validate_price(price: object) -> PriceSpec:
         subscription_period_interval=period_interval,
         tax_inclusive=tax_inclusive,
         meters=validate_meter_prices(price.get("meters")),
+        **_limits(price, "price"),
     )
 
 
@@ -408,6 +425,8 @@ def _apply_price(product: Product, spec: PriceSpec) -> None:
     product.subscription_period_count = spec.subscription_period_count
     product.subscription_period_interval = spec.subscription_period_interval
     product.tax_inclusive = spec.tax_inclusive
+    product.minimum_amount = spec.minimum_amount
+    product.maximum_amount = spec.maximum_amount
 
 
 def _replace_meters(product: Product, meters: list[MeterPrice]) -> None:

@@ -33,6 +33,12 @@ SUBSCRIPTION_PREFETCH = (
 
 
 def product_price(product: Product) -> dict:
+    """Dodo's usage-based price, with the cycle's minimum and maximum (extensions) when set."""
+    limits = {
+        name: getattr(product, name)
+        for name in ("minimum_amount", "maximum_amount")
+        if getattr(product, name) is not None
+    }
     return {
         "type": "usage_based_price",
         "currency": product.currency,
@@ -52,6 +58,7 @@ def product_price(product: Product) -> dict:
             }
             for pm in product.product_meters.all()
         ],
+        **limits,
     }
 
 

@@ -99,3 +99,25 @@ def test_a_tiered_product_is_created_through_the_sdk(strict_in_process):
     [shown] = product.price.meters
     assert shown.price_per_unit == "0"
     assert shown.to_dict()["tiers"][0] == {"up_to": "1000", "unit_price": "0.1", "flat_fee": 0}
+
+
+def test_a_product_with_cycle_limits_parses_strictly(strict_in_process):
+    meter = make_meter("Calls", "api.call", now=NOW)
+    product = services.create_product(
+        name="Capped",
+        now=NOW,
+        price={
+            "type": "usage_based_price",
+            "currency": "USD",
+            "payment_frequency_interval": "Month",
+            "minimum_amount": 100,
+            "maximum_amount": 9000,
+            "meters": [{"meter_id": meter.id, "price_per_unit": "1"}],
+        },
+    )
+    got = strict_in_process.products.retrieve(product.product_id)
+    assert got.price.to_dict()["maximum_amount"] == 9000
+    assert got.price.to_dict()["minimum_amount"] == 100
+    [listed] = strict_in_process.products.list().items
+    assert listed.price_detail is not None
+    assert listed.price_detail.to_dict()["maximum_amount"] == 9000
