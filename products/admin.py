@@ -13,8 +13,8 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -24,13 +24,16 @@ from django.utils.http import urlencode
 
 from audit.models import AuditEntry
 from audit.roles import INVOICE_LIFECYCLE
-from billing_site.errors import DomainError
-from billing_site.money import format_minor
+from billing_site.errors import DomainError, InvalidInput
+from billing_site.jsonutil import exact_loads
+from billing_site.money import CURRENCIES, format_minor
 from billing_site.staff import PermittedActionsMixin
 from billing_site.views import plotly_src
 from meters import analytics
 from products import invoices, payments, plan_changes, services
 from products.explain_admin import line_events_view
+from products.forms import PricingForms
+from products.forms import example as pricing_example
 from products.invoice_pdf import invoice_pdf
 from products.models import (
     CheckoutSession,
@@ -259,6 +262,7 @@ class ProductAdmin(PermittedActionsMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
         "archived_at",
+        "cycle_limits",
     ]
     fields = [
         "name",
@@ -269,6 +273,80 @@ class ProductAdmin(PermittedActionsMixin, admin.ModelAdmin):
         *readonly_fields,
     ]
     inlines = [ProductMeterInline]
+
+    @admin.display(description="Cycle minimum / maximum")
+    def cycle_limits(self, product: Product) -> str:
+        """The cycle's limits of the usage lines, and where tiers, packages and limits change."""
+        limits = [
+            f"{word} {format_minor(getattr(product, name), product.currency)}"
+            for word, name in (("minimum", "minimum_amount"), ("maximum", "maximum_amount"))
+            if getattr(product, name) is not None
+        ]
+        if not product.pk:
+            return ", ".join(limits)
+        url = reverse("admin:products_product_pricing", args=[quote(product.pk)])
+        return format_html(
+            '{} <a href="{}">Edit tiers, packages and limits</a>', ", ".join(limits) or "none.", url
+        )
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        custom = [
+            path(
+                "pricing-example/",
+                wrap(self.pricing_example_view),
+                name="products_product_pricing_example",
+            ),
+            path(
+                "<str:object_id>/pricing/",
+                wrap(self.pricing_view),
+                name="products_product_pricing",
+            ),
+        ]
+        return custom + super().get_urls()
+
+    def pricing_view(self, request, object_id: str):
+        """Edit each money meter's tiers, package and limits, and the cycle's limits, through
+        `services.update_product` (the API's rules, audited), with a live example per meter."""
+        product = get_object_or_404(Product, pk=unquote(object_id))
+        if not self.has_change_permission(request, product):
+            raise PermissionDenied
+        forms = PricingForms(product, request.POST if request.method == "POST" else None)
+        if request.method == "POST" and forms.is_valid() and forms.save(now=timezone.now()):
+            messages.success(request, "The prices were saved.")
+            return redirect(reverse("admin:products_product_change", args=[quote(product.pk)]))
+        return TemplateResponse(
+            request,
+            "admin/products/product/pricing_form.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"Prices of “{product.name}”",
+                "product": product,
+                "forms": forms,
+                "example_url": reverse("admin:products_product_pricing_example"),
+            },
+        )
+
+    def pricing_example_view(self, request):
+        """POST a draft meter price; answer the example the invoice's rule gives (JSON)."""
+        if request.method != "POST":
+            return JsonResponse({"errors": [{"field": "", "message": "POST only."}]}, status=405)
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        try:
+            body = exact_loads(request.body or b"null")
+        except ValueError:
+            return JsonResponse(
+                {"errors": [{"field": "", "message": "Not valid JSON."}]}, status=400
+            )
+        currency = body.get("currency") if isinstance(body, dict) else None
+        if currency not in CURRENCIES:
+            currency = "USD"
+        try:
+            return JsonResponse(pricing_example(body, currency=currency))
+        except InvalidInput as exc:
+            return JsonResponse({"errors": exc.errors}, status=422)
 
     def has_add_permission(self, request) -> bool:
         # Prices are created through the API (or seed_demo), which validates the whole price.

@@ -254,6 +254,24 @@ def _pricing_extensions(entry: dict, field: str) -> dict:
     return found
 
 
+def money_meter_price(entry: dict, field: str, *, meter_id: str, free_threshold: int) -> MeterPrice:
+    """One meter billed in money, checked: Dodo's `price_per_unit`, or the extensions. The
+    admin's live example checks a draft price with it, so it prices what the API would store."""
+    extensions = _pricing_extensions(entry, field)
+    if "tiers" in extensions:
+        # The tiers price every unit: price_per_unit is "0" or absent.
+        raw = entry.get("price_per_unit")
+        if raw is not None and parse_price_per_unit(
+            raw, f"{field}.price_per_unit", zero_allowed=True
+        ):
+            raise _fail(f"{field}.price_per_unit", 'Must be "0" or absent with tiers.')
+        return MeterPrice(meter_id, Decimal(0), free_threshold, **extensions)
+    if entry.get("price_per_unit") is None:
+        raise _fail(f"{field}.price_per_unit", "Is required for a meter billed in money.")
+    price = parse_price_per_unit(entry["price_per_unit"], f"{field}.price_per_unit")
+    return MeterPrice(meter_id, price, free_threshold, **extensions)
+
+
 def validate_meter_prices(entries: object) -> list[MeterPrice]:
     if entries is None:
         return []
@@ -305,20 +323,7 @@ def validate_meter_prices(entries: object) -> list[MeterPrice]:
             )
             prices.append(MeterPrice(meter_id, None, free, str(entitlement_id), per_credit))
             continue
-        extensions = _pricing_extensions(entry, field)
-        if "tiers" in extensions:
-            # The tiers price every unit: price_per_unit is "0" or absent.
-            raw = entry.get("price_per_unit")
-            if raw is not None and parse_price_per_unit(
-                raw, f"{field}.price_per_unit", zero_allowed=True
-            ):
-                raise _fail(f"{field}.price_per_unit", 'Must be "0" or absent with tiers.')
-            prices.append(MeterPrice(meter_id, Decimal(0), free, **extensions))
-            continue
-        if entry.get("price_per_unit") is None:
-            raise _fail(f"{field}.price_per_unit", "Is required for a meter billed in money.")
-        price = parse_price_per_unit(entry["price_per_unit"], f"{field}.price_per_unit")
-        prices.append(MeterPrice(meter_id, price, free, **extensions))
+        prices.append(money_meter_price(entry, field, meter_id=meter_id, free_threshold=free))
     meters = {m.id: m for m in Meter.objects.filter(id__in=seen)}
     for index, meter_price in enumerate(prices):
         meter = meters.get(meter_price.meter_id)
