@@ -45,7 +45,8 @@ def browser():
 
 def unexpected(message) -> bool:
     """Console errors that mean a broken page. The browser also logs every 4xx as an error: the
-    preview's and the price example's 422 (an invalid draft, shown in the page) and the missing favicon are expected."""
+    preview's and the price example's 422 (an invalid draft, shown in the page) and the missing
+    favicon are expected."""
     if message.type != "error":
         return False
     url = (message.location or {}).get("url", "")
