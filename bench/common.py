@@ -8,7 +8,9 @@ as subprocesses with `DATABASE_URL` pointing at the benchmark database and produ
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -28,6 +30,65 @@ from psycopg import sql
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432"
+
+
+# --- options and the results' header, the same in every benchmark ------------------------------
+
+
+def benchmark_parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    """A parser whose description is the first paragraph of the benchmark's docstring."""
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=doc.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+
+def add_database_options(parser: argparse.ArgumentParser, *, db_name: str) -> None:
+    """--server-url, --db-name, --seed and --json, as every benchmark that loads a database
+    takes them."""
+    parser.add_argument(
+        "--server-url",
+        default=os.environ.get("BENCH_SERVER_URL", DEFAULT_SERVER_URL),
+        help="PostgreSQL server (any database path is replaced)",
+    )
+    parser.add_argument("--db-name", default=db_name, help="dropped and recreated")
+    parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+
+
+def machine(server_url: str) -> dict:
+    """What the figures were measured on; the load average shows whether the machine was shared."""
+    with psycopg.connect(database_url(server_url, "postgres")) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]
+        settings = dict(
+            conn.execute(
+                "SELECT name, current_setting(name) FROM pg_settings WHERE name IN "
+                "('shared_buffers', 'work_mem', 'max_parallel_workers_per_gather')"
+            ).fetchall()
+        )
+    return {
+        "cpus": os.cpu_count(),
+        "postgresql": version,
+        "settings": settings,
+        "load_average_before": os.getloadavg(),
+    }
+
+
+def machine_line(results: dict) -> str:
+    """The results' first line: where they were measured and how busy the machine was."""
+    before, after = results["machine"]["load_average_before"][0], results["load_average_after"][0]
+    return (
+        f"{results['machine']['cpus']} CPUs, PostgreSQL {results['machine']['postgresql']}, "
+        f"load average {before:.1f} before, {after:.1f} after"
+    )
+
+
+def finish(results: dict, json_path: Path | None) -> None:
+    """Note the load at the end and write the JSON copy if one was asked for."""
+    results["load_average_after"] = os.getloadavg()
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 class BenchmarkFailed(RuntimeError):

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import calendar
 import copy
-import json
 import os
 import random
 import statistics
@@ -44,9 +43,13 @@ import psycopg
 from tqdm import tqdm
 
 from bench.common import (
-    DEFAULT_SERVER_URL,
     BenchmarkFailed,
+    add_database_options,
+    benchmark_parser,
     database_url,
+    finish,
+    machine,
+    machine_line,
     manage,
     project_env,
     recreate_database,
@@ -452,11 +455,7 @@ def measure_latency(
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.usage",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = benchmark_parser("python -m bench.usage", __doc__)
     parser.add_argument("--events", type=int, default=10_000_000, help="events to load")
     parser.add_argument("--customers", type=int, default=1000, help="customers in the events")
     parser.add_argument(
@@ -479,14 +478,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with --skip-load: keep the buckets as they are, only check them and time queries",
     )
     parser.add_argument("--skip-load", action="store_true", help="reuse the loaded database")
-    parser.add_argument(
-        "--server-url",
-        default=os.environ.get("BENCH_SERVER_URL", DEFAULT_SERVER_URL),
-        help="PostgreSQL server (any database path is replaced)",
-    )
-    parser.add_argument("--db-name", default="billing_bench_usage", help="dropped and recreated")
-    parser.add_argument("--seed", type=int, default=20240601)
-    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    add_database_options(parser, db_name="billing_bench_usage")
     return parser.parse_args(argv)
 
 
@@ -571,38 +563,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
 
-    results["load_average_after"] = os.getloadavg()
+    finish(results, args.json)
     report(results)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
-
-
-def machine(server_url: str) -> dict:
-    """What the figures were measured on; the load average shows whether the machine was shared."""
-    with psycopg.connect(database_url(server_url, "postgres")) as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]
-        settings = dict(
-            conn.execute(
-                "SELECT name, current_setting(name) FROM pg_settings WHERE name IN "
-                "('shared_buffers', 'work_mem', 'max_parallel_workers_per_gather')"
-            ).fetchall()
-        )
-    return {
-        "cpus": os.cpu_count(),
-        "postgresql": version,
-        "settings": settings,
-        "load_average_before": os.getloadavg(),
-    }
 
 
 def report(results: dict) -> None:
     print()
-    before, after = results["machine"]["load_average_before"][0], results["load_average_after"][0]
-    print(
-        f"{results['machine']['cpus']} CPUs, PostgreSQL {results['machine']['postgresql']}, "
-        f"load average {before:.1f} before, {after:.1f} after"
-    )
+    print(machine_line(results))
     runs = [("backfill, 1 worker", results["backfill"])] if "backfill" in results else []
     runs += [
         (f"incremental, {run['workers']} worker{'s' if run['workers'] > 1 else ''}", run)
