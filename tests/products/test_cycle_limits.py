@@ -72,7 +72,7 @@ def kinds_and_amounts(lines) -> list[tuple[str, int]]:
     return [(line.kind, line.amount_minor) for line in lines]
 
 
-def test_a_cycle_maximum_that_binds_takes_off_the_excess():
+def test_a_cycle_maximum_that_binds_takes_off_the_excess(admin_client):
     subscription = subscribe(limited_product(maximum_amount=5000), now=START)
     # Calls: 3,100 - 100 free = 3,000 x 1 = 3,000; tokens: 8,700 - 100 = 8,600 x 0.5 = 4,300.
     use(subscription, 3100, 8700)
@@ -92,6 +92,12 @@ def test_a_cycle_maximum_that_binds_takes_off_the_excess():
     assert invoice.total_minor == FEE + 5000  # the fee is outside the cap
     # The upcoming invoice an hour before the end showed the same lines.
     assert kinds_and_amounts(upcoming) == kinds_and_amounts(lines)
+    # The printable invoice and the PDF show the line too.
+    html = admin_client.get(f"/admin/products/invoice/{invoice.pk}/print/").content.decode()
+    assert "Usage capped at the cycle maximum_amount 5000 (usage lines 7300)" in html
+    assert "-23.00 USD" in html and "60.00 USD" in html
+    pdf = admin_client.get(f"/admin/products/invoice/{invoice.pk}/pdf/")
+    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
 
 
 def test_a_cycle_maximum_that_does_not_bind_adds_no_line():
