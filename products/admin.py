@@ -311,8 +311,9 @@ class ProductAdmin(PermittedActionsMixin, admin.ModelAdmin):
         product = get_object_or_404(Product, pk=unquote(object_id))
         if not self.has_change_permission(request, product):
             raise PermissionDenied
-        forms = PricingForms(product, request.POST if request.method == "POST" else None)
-        if request.method == "POST" and forms.is_valid() and forms.save(now=timezone.now()):
+        pricing_forms = PricingForms(product, request.POST if request.method == "POST" else None)
+        valid_post = request.method == "POST" and pricing_forms.is_valid()
+        if valid_post and pricing_forms.save(now=timezone.now()):
             messages.success(request, "The prices were saved.")
             return redirect(reverse("admin:products_product_change", args=[quote(product.pk)]))
         return TemplateResponse(
@@ -323,7 +324,7 @@ class ProductAdmin(PermittedActionsMixin, admin.ModelAdmin):
                 "opts": self.model._meta,
                 "title": f"Prices of “{product.name}”",
                 "product": product,
-                "forms": forms,
+                "forms": pricing_forms,
                 "example_url": reverse("admin:products_product_pricing_example"),
             },
         )

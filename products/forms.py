@@ -41,9 +41,9 @@ def parse_tiers_text(text: str) -> list[dict] | None:
         words = line.replace(",", " ").split()
         if not words:
             continue
-        up_to, unit_price, flat_fee, *rest = [*words, None, None, None][:3] + words[3:]
-        if rest:
+        if len(words) > 3:
             raise forms.ValidationError(f"“{line.strip()}”: at most up_to, unit_price, flat_fee.")
+        up_to, unit_price, flat_fee = [*words, None, None][:3]
         tier: dict[str, Any] = {
             "up_to": None if up_to == NO_BOUND else up_to,
             "unit_price": unit_price,
@@ -197,7 +197,9 @@ def example(body: object, *, currency: str) -> dict:
     """The live example for a draft meter price `{pricing: {form fields}, free_threshold,
     consumed}`: what `consumed` units would bill, by the invoice's rule, or the errors."""
     if not isinstance(body, dict) or not isinstance(body.get("pricing"), dict):
-        raise InvalidInput("Send {pricing, free_threshold, consumed}.", errors=[])
+        raise InvalidInput.from_errors(
+            [{"field": "pricing", "message": "Send {pricing, free_threshold, consumed}."}]
+        )
     raw = {name: str(value) for name, value in body["pricing"].items() if value is not None}
     form = MeterPricingForm(raw)
     if not form.is_valid():
@@ -206,16 +208,16 @@ def example(body: object, *, currency: str) -> dict:
             for name, messages in form.errors.items()
             for message in messages
         ]
-        raise InvalidInput("The draft price is not valid.", errors=errors)
+        raise InvalidInput.from_errors(errors)
     free = body.get("free_threshold") or 0
     try:
         consumed = Decimal(str(body.get("consumed", EXAMPLE_CONSUMED)).replace(",", ""))
     except InvalidOperation:
         consumed = Decimal(-1)
     if isinstance(free, bool) or not isinstance(free, int) or free < 0:
-        raise InvalidInput("", errors=[{"field": "free_threshold", "message": "Whole units."}])
+        raise InvalidInput.from_errors([{"field": "free_threshold", "message": "Whole units."}])
     if not consumed.is_finite() or consumed < 0:
-        raise InvalidInput("", errors=[{"field": "consumed", "message": "Units, 0 or more."}])
+        raise InvalidInput.from_errors([{"field": "consumed", "message": "Units, 0 or more."}])
     try:
         price = services.money_meter_price(form.entry(), "", meter_id="", free_threshold=free)
     except InvalidInput as exc:
