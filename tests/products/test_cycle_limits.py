@@ -234,3 +234,30 @@ def test_an_update_with_invalid_limits_changes_nothing(api):
     assert response.status_code == 422, response.content
     assert [e["field"] for e in response.json()["errors"]] == ["price.maximum_amount"]
     assert Product.objects.get().maximum_amount == 5000
+
+
+def test_the_lead_of_a_change_that_keeps_the_cycle_holds_its_share_of_the_minimum():
+    old = limited_product()
+    new = limited_product(minimum_amount=3000)
+    subscription = subscribe(old, now=START)
+    plan_changes.change_plan(
+        subscription.pk,
+        product_id=new.pk,
+        quantity=1,
+        mode="prorated_immediately_keep_cycle",
+        now=CHANGE,
+    )
+    use(subscription, 1000, 0, at=CHANGE + timedelta(days=1))
+    [lead] = run_billing_cycle(now=PERIOD_END)
+    assert (lead.period_start, lead.period_end) == (CHANGE, PERIOD_END)
+    left = 1 - Fraction((CHANGE - START) // timedelta(seconds=1), 31 * 24 * 3600)
+    assert left == Fraction(1814393, 2678400)
+    minimum = half_up(3000 * left)  # 2032.25... -> 2032
+    usage = 1000 - int(100 * left)  # 67 free units: 933 x 1
+    assert (minimum, usage) == (2032, 933)
+    assert kinds_and_amounts(lead.lines.all())[1:] == [
+        (LineKind.USAGE, usage),
+        (LineKind.USAGE, 0),
+        (LineKind.USAGE_LIMIT, minimum - usage),
+    ]
+    assert lead.total_minor == half_up(FEE * left) + minimum
