@@ -23,7 +23,7 @@ VIEWER = "Viewer"
 BILLING_ADMIN = "Billing admin"
 ROLES = {"viewer": VIEWER, "billing_admin": BILLING_ADMIN}
 
-BILLING_APPS = ("events", "meters", "products", "credits")
+BILLING_APPS = ("events", "meters", "products", "credits", "portal")
 # What a billing admin manages (add/change/delete/view); every other billing model is view-only.
 MANAGED_MODELS = {
     "meters": ("meter",),
@@ -35,6 +35,7 @@ MANAGED_MODELS = {
         "creditgrant",
         "ledgerentry",
     ),
+    "portal": ("usagealert",),
     # Not viewers: an endpoint's page shows its signing secret. Redelivering is a change.
     "webhooks": ("webhookendpoint", "webhookevent", "delivery", "deliveryattempt"),
 }

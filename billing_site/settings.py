@@ -109,6 +109,7 @@ INSTALLED_APPS = [
     "products",
     "credits",
     "webhooks",
+    "portal",
     # Last: its post_migrate handler gives the staff roles the permissions of every app above,
     # which exist only once their own post_migrate has run.
     "audit",
@@ -176,6 +177,15 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# The customer portal's languages (portal/locale, compiled by `manage.py compile_translations`);
+# the staff pages stay in English.
+LANGUAGES = [
+    ("en", "English"),
+    ("de", "Deutsch"),
+    ("sv", "Svenska"),
+    ("it", "Italiano"),
+    ("hi", "हिन्दी"),
+]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -207,6 +217,26 @@ INVOICE_NUMBER_PREFIX = os.environ.get("INVOICE_NUMBER_PREFIX", "INV")
 
 # The single business this installation bills for, shown as `business_id` on the wire.
 BUSINESS_ID = os.environ.get("BUSINESS_ID", "bus_selfhosted")
+# Its name, as customers see it in the portal ("Return to {business}") and in its emails.
+BUSINESS_NAME = os.environ.get("BUSINESS_NAME", "").strip() or BUSINESS_ID
+
+# The customer portal (portal/): how long a link from POST /customers/{id}/customer-portal/session
+# works, in minutes.
+CUSTOMER_PORTAL_SESSION_MINUTES = int(os.environ.get("CUSTOMER_PORTAL_SESSION_MINUTES", "60"))
+
+# Email (portal links with send_email=true): printed on the console unless EMAIL_BACKEND says
+# otherwise, e.g. django.core.mail.backends.smtp.EmailBackend with the EMAIL_* settings below.
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
+).strip()
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_flag("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env_flag("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "10"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "billing@localhost")
 
 # Webhooks (webhooks/delivery.py): seconds an attempt may take in all (connect, send, the whole
 # answer), and the waits in seconds between attempts after a failure (one attempt more than there

@@ -9,6 +9,8 @@ from billing_site.api import views as api_views
 from credits import api as credits_api
 from events import api as events_api
 from meters import api as meters_api
+from portal import api as portal_api
+from portal import views as portal_views
 from products import api as products_api
 from products import (
     checkout_api,
@@ -208,12 +210,48 @@ api_patterns = [
         checkout_api.CheckoutSessionDetailView.as_view(),
         name="checkouts-detail",
     ),
+    path(
+        "customers/<str:customer_id>/customer-portal/session",
+        portal_api.CustomerPortalSessionView.as_view(),
+        name="customers-customer-portal-session",
+    ),
+    path(
+        "customers/<str:customer_id>/usage",
+        portal_api.CustomerUsageView.as_view(),
+        name="customers-usage",
+    ),
+    path(
+        "subscriptions/<str:subscription_id>/usage-alerts",
+        portal_api.UsageAlertListCreateView.as_view(),
+        name="subscriptions-usage-alerts",
+    ),
+    path(
+        "subscriptions/<str:subscription_id>/usage-alerts/<str:alert_id>",
+        portal_api.UsageAlertDetailView.as_view(),
+        name="subscriptions-usage-alerts-detail",
+    ),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", api_views.ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
+# The customer portal: entered through a session link, then a cookie scoped to /portal/.
+portal_patterns = [
+    path("session/<str:token>", portal_views.enter, name="portal-enter"),
+    path("", portal_views.home, name="portal-home"),
+    path("history/", portal_views.history, name="portal-history"),
+    path("invoices/", portal_views.invoice_list, name="portal-invoices"),
+    path("invoices/<str:invoice_id>/", portal_views.invoice_detail, name="portal-invoice"),
+    path("invoices/<str:invoice_id>/pdf", portal_views.invoice_pdf_view, name="portal-invoice-pdf"),
+    path("credits/", portal_views.credits, name="portal-credits"),
+    path("events/", portal_views.events, name="portal-events"),
+    path("events.csv", portal_views.events_csv, name="portal-events-csv"),
+    path("logout", portal_views.logout, name="portal-logout"),
+    path("plotly.min.js", portal_views.plotly_js, name="portal-plotly-js"),
+]
+
 urlpatterns = [
     path("api/", include(api_patterns)),
+    path("portal/", include(portal_patterns)),
     path("admin/dashboard/", admin.site.admin_view(staff_views.staff_home), name="staff-dashboard"),
     path(
         "admin/dashboard/plotly.min.js",

@@ -16,6 +16,13 @@ from billing_site.models import ApiKey
 os.environ["BILLING_GRACE_PERIOD_MINUTES"] = "0"
 
 
+def pytest_configure(config) -> None:
+    """The portal's .mo files are build output: compile them, so a plain `pytest` has them."""
+    from portal.management.commands.compile_translations import compile_translations
+
+    compile_translations()
+
+
 @pytest.fixture(autouse=True)
 def _no_grace_period():
     with override_settings(BILLING_GRACE_PERIOD_MINUTES=0):

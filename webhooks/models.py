@@ -47,6 +47,8 @@ class EventType(models.TextChoices):
     INVOICE_FINALIZED = "invoice.finalized", "invoice.finalized"
     INVOICE_PAID = "invoice.paid", "invoice.paid"
     INVOICE_VOIDED = "invoice.voided", "invoice.voided"
+    # Extension: a usage alert reached in the current period (portal/alerts.py).
+    USAGE_THRESHOLD_REACHED = "usage.threshold_reached", "usage.threshold_reached"
 
 
 def new_signing_secret() -> str:
