@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
@@ -66,13 +65,10 @@ class CustomerPortalSessionView(StrictQueryMixin, APIView):
         params = request.query_params
         return_url = _return_url(params.get("return_url"))
         send_email = parse_query_bool(params, "send_email")
-        with transaction.atomic():
-            created = sessions.create_session(
-                customer_id, return_url=return_url, now=timezone.now()
-            )
-            link = request.build_absolute_uri(reverse("portal-enter", args=[created.signed_token]))
-            if send_email:
-                sessions.email_link(created.session, link)
+        created = sessions.create_session(customer_id, return_url=return_url, now=timezone.now())
+        link = request.build_absolute_uri(reverse("portal-enter", args=[created.signed_token]))
+        if send_email:  # after the session is stored: a mailed link always works
+            sessions.email_link(created.session, link)
         return Response({"link": link})
 
 

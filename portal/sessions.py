@@ -9,18 +9,21 @@ the portal's paths: it is never the staff session and never an API key.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
+import smtplib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
-from django.db import transaction
 
 from billing_site.errors import NotFound
 from portal.models import PortalSession
 from products.models import Customer
+
+logger = logging.getLogger(__name__)
 
 SALT = "portal.session"
 COOKIE_NAME = "billing_portal"
@@ -57,8 +60,9 @@ def create_session(customer_id: str, *, return_url: str | None, now: datetime) -
     return NewSession(session, signing.Signer(salt=SALT).sign(token))
 
 
-def email_link(session: PortalSession, link: str) -> None:
-    """Mail the link to the customer through Django's email backend, once the session is stored."""
+def email_link(session: PortalSession, link: str) -> bool:
+    """Mail the link to the customer through Django's email backend (call it once the session is
+    committed). A mail server that fails is logged, not raised: the caller still has the link."""
     customer = session.customer
     minutes = settings.CUSTOMER_PORTAL_SESSION_MINUTES
     body = (
@@ -66,14 +70,17 @@ def email_link(session: PortalSession, link: str) -> None:
         f"your billing portal at {settings.BUSINESS_NAME}: {link}\n\n"
         f"The link works for {minutes} minutes. If you did not ask for it, ignore this email.\n"
     )
-    transaction.on_commit(
-        lambda: send_mail(
+    try:
+        send_mail(
             f"Your billing portal at {settings.BUSINESS_NAME}",
             body,
             settings.DEFAULT_FROM_EMAIL,
             [customer.email],
         )
-    )
+    except (smtplib.SMTPException, OSError):
+        logger.exception("The portal link for %s could not be mailed", customer.pk)
+        return False
+    return True
 
 
 def open_session(signed_token: str, *, now: datetime) -> PortalSession:

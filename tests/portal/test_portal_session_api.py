@@ -205,3 +205,19 @@ def test_the_link_is_on_this_server(api):
         f"/api/customers/{customer.pk}/customer-portal/session", HTTP_HOST="billing.example.com"
     )
     assert urlsplit(response.json()["link"]).netloc == "billing.example.com"
+
+
+@override_settings(
+    EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+    EMAIL_HOST="127.0.0.1",
+    EMAIL_PORT=1,  # nothing listens: the mail server is down
+    EMAIL_TIMEOUT=2,
+)
+def test_a_mail_server_that_fails_still_answers_the_link(api, caplog):
+    customer = make_customer()
+    response = api.post(f"/api/customers/{customer.pk}/customer-portal/session?send_email=true")
+    assert response.status_code == 200
+    link = response.json()["link"]
+    assert "could not be mailed" in caplog.text
+    path = urlsplit(link).path
+    assert Client().get(path).status_code == 302  # the session was stored and works

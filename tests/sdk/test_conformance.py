@@ -25,6 +25,7 @@ DODO_STATUS = {
     "customers.update": 200,
     "customers.list": 200,
     "customers.list_credit_entitlements": 200,
+    "customers.customer_portal.create": 200,
     "products.create": 200,
     "products.retrieve": 200,
     "products.update": 200,
@@ -380,5 +381,13 @@ def test_every_usage_billing_method_parses_strictly(strict):
     assert [(i.credit_entitlement_id, i.balance) for i in mine.items] == [(credits.id, "60.00")]
     refreshed = call("subscriptions.retrieve", created.subscription_id)
     assert refreshed.credit_entitlement_cart[0].remaining_balance == "60.00"
+
+    portal = call(
+        "customers.customer_portal.create",
+        ada.customer_id,
+        return_url="https://app.example.com/account",
+        send_email=False,
+    )
+    assert "/portal/session/" in portal.link
 
     assert call.called == set(DODO_STATUS)

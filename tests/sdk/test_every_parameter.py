@@ -13,9 +13,12 @@ from typing import Any
 
 import dodopayments
 import pytest
+from django.core import mail
 from dodopayments import types as t
 from dodopayments.types import credit_entitlements as ct
+from dodopayments.types.customers import CustomerPortalCreateParams
 
+from portal.models import PortalSession
 from products.models import Invoice, Subscription
 
 MISSING = object()
@@ -440,6 +443,8 @@ def call_with(ctx: Ctx, method: str, name: str, value, extra: dict):
             return c.customers.update(ctx.edited.customer_id, **kwargs)
         case "customers.list":
             return c.customers.list(**kwargs)
+        case "customers.customer_portal.create":
+            return c.customers.customer_portal.create(cus, **kwargs)
         case "products.create":
             return c.products.create(**{**ctx.product_args(), **kwargs})
         case "products.update":
@@ -597,6 +602,21 @@ def method_table(ctx: Ctx) -> dict:
                 created_at_gte=Applied(now + timedelta(days=1), lambda r, c, **_: r.items == []),
                 created_at_lte=Applied(now - timedelta(days=1), lambda r, c, **_: r.items == []),
             ),
+        ),
+        "customers.customer_portal.create": (
+            CustomerPortalCreateParams,
+            {
+                "return_url": Applied(
+                    "https://app.example.com/back",
+                    lambda r, c, **_: (
+                        PortalSession.objects.latest("created_at").return_url
+                        == "https://app.example.com/back"
+                    ),
+                ),
+                "send_email": Applied(
+                    True, lambda r, c, **_: any(r.link in m.body for m in mail.outbox)
+                ),
+            },
         ),
         "products.create": (t.ProductCreateParams, product_probes(ctx, update=False)),
         "products.update": (t.ProductUpdateParams, product_probes(ctx, update=True)),
