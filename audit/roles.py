@@ -4,8 +4,8 @@
   charts and invoice print pages; changes nothing.
 - Billing admin: also adds, changes and deletes meters, products and their meters, customers,
   subscriptions, credit entitlements, balances, grants and ledger entries (credit adjustments),
-  and webhook endpoints and deliveries (redelivery); views the audit log. Users, groups and API
-  keys stay with superusers.
+  usage alerts, and webhook endpoints and deliveries (redelivery); views the audit log. Users,
+  groups and API keys stay with superusers.
 
 The groups are (re)built from this module by a migration and after every `migrate`, so a new
 model's permissions join its role; for other permission sets, create other groups.

@@ -29,7 +29,13 @@ def test_a_viewer_may_only_view_and_only_the_billing_apps():
     assert {"meters.view_meter", "events.view_event", "products.view_invoice"} <= granted
     assert {"credits.view_ledgerentry", "credits.view_creditbalance"} <= granted
     assert all(name.split(".")[1].startswith("view_") for name in granted)
-    assert {name.split(".")[0] for name in granted} == {"events", "meters", "products", "credits"}
+    assert {name.split(".")[0] for name in granted} == {
+        "events",
+        "meters",
+        "products",
+        "credits",
+        "portal",
+    }
 
 
 def test_a_billing_admin_manages_meters_prices_and_credits_but_not_access():
@@ -44,6 +50,7 @@ def test_a_billing_admin_manages_meters_prices_and_credits_but_not_access():
         "credits.productcreditentitlement",
         "credits.creditgrant",
         "credits.ledgerentry",
+        "portal.usagealert",
     ):
         app, name = model.split(".")
         for action in ("add", "change", "delete", "view"):
