@@ -192,13 +192,16 @@ class CustomerUsageView(StrictQueryMixin, APIView):
         "thresholds; exact (rollups plus events not rolled up yet). " + EXTENSION,
     )
     def get(self, request, customer_id: str):
-        customer = get_object_or_404(Customer, pk=customer_id)
         subscriptions = list(
-            customer.subscriptions.select_related("product").order_by("created_at", "pk")
+            Subscription.objects.filter(customer_id=customer_id)
+            .select_related("product")
+            .order_by("created_at", "pk")
         )
+        if not subscriptions:
+            get_object_or_404(Customer, pk=customer_id)
         standings = meter_standings(
             subscriptions, meter_id=request.query_params.get("meter_id") or None
         )
         return Response(
-            {"customer_id": customer.pk, "items": [standing_data(s) for s in standings]}
+            {"customer_id": customer_id, "items": [standing_data(s) for s in standings]}
         )

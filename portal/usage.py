@@ -9,11 +9,13 @@ invoice's own charge rule for the amount; nothing is locked or written.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from billing_site.periods import Period
 from credits.models import CreditBalance
-from meters.usage import Usage, meter_usage
+from meters.models import Meter
+from meters.usage import Usage, meter_usage, usage_by_customer
 from portal.models import UsageAlert
 from products.billing import LineDraft, trial_usage_line, usage_line
 from products.models import ProductMeter, Subscription, SubscriptionStatus
@@ -39,6 +41,15 @@ def current_period(subscription: Subscription) -> Period:
     return subscription.period(subscription.period_index)
 
 
+def _usage(
+    meter: Meter, start: datetime, end: datetime, customer_ids: set[str]
+) -> dict[str, Usage]:
+    if len(customer_ids) == 1:  # the gating endpoint: one customer, no grouping to pay for
+        [only] = customer_ids
+        return {only: meter_usage(meter, only, start, end)}
+    return usage_by_customer(meter, start, end, customer_ids)
+
+
 def meter_standings(
     subscriptions: list[Subscription], *, meter_id: str | None = None
 ) -> list[MeterStanding]:
@@ -57,21 +68,35 @@ def meter_standings(
         "threshold_kind", "threshold"
     ):
         alerts.setdefault((alert.subscription_id, alert.meter_id), []).append(alert)
-    balances = {
-        (b.credit_entitlement_id, b.customer_id): b.balance
-        for b in CreditBalance.objects.filter(customer_id__in={s.customer_id for s in active})
+    balances = {}
+    if any(pm.credit_entitlement_id for pms in by_product.values() for pm in pms):
+        balances = {
+            (b.credit_entitlement_id, b.customer_id): b.balance
+            for b in CreditBalance.objects.filter(customer_id__in={s.customer_id for s in active})
+        }
+    # One usage query per meter and period window, however many subscriptions share it (the
+    # alert check reads every subscription with a pending alert every few seconds).
+    windows: dict[tuple[str, datetime, datetime], set[str]] = {}
+    meters = {}
+    for subscription in active:
+        period = current_period(subscription)
+        for product_meter in by_product.get(subscription.product_id, []):
+            meters[product_meter.meter_id] = product_meter.meter
+            key = (product_meter.meter_id, period.start, period.end)
+            windows.setdefault(key, set()).add(subscription.customer_id)
+    usage = {
+        key: _usage(meters[key[0]], *key[1:], customer_ids) for key, customer_ids in windows.items()
     }
     standings = []
     for subscription in active:
         period = current_period(subscription)
         for product_meter in by_product.get(subscription.product_id, []):
-            usage = meter_usage(
-                product_meter.meter, subscription.customer_id, period.start, period.end
-            )
+            found = usage[product_meter.meter_id, period.start, period.end]
+            used = found.get(subscription.customer_id, Usage.zero())
             if subscription.is_trial(period.index):
-                line = trial_usage_line(product_meter, usage)
+                line = trial_usage_line(product_meter, used)
             else:
-                line = usage_line(product_meter, usage)
+                line = usage_line(product_meter, used)
             credits_left = None
             if product_meter.credit_entitlement_id is not None:
                 line = LineDraft(**{**line.__dict__, "amount_minor": 0, "unit_price": None})
@@ -83,7 +108,7 @@ def meter_standings(
                     subscription=subscription,
                     product_meter=product_meter,
                     period=period,
-                    usage=usage,
+                    usage=used,
                     line=line,
                     credits_left=credits_left,
                     alerts=alerts.get((subscription.pk, product_meter.meter_id), []),

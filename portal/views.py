@@ -81,7 +81,6 @@ def portal_page(view: PortalView) -> PortalView:
             return refused(request)
         code, locale = _language(request, session.customer.preferred_locale)
         with translation.override(code):
-            request.portal_session = session  # type: ignore[attr-defined]
             response = view(request, session, *args, **kwargs)
             if isinstance(response, TemplateResponse):
                 response.context_data = {

@@ -42,7 +42,7 @@ def _calls(subscription, count: int, *, at: datetime, prefix: str) -> None:
 def _sent() -> list[dict]:
     return [
         exact_loads(event.body)
-        for event in WebhookEvent.objects.filter(event_type=TYPE).order_by("id")
+        for event in WebhookEvent.objects.filter(event_type=TYPE).order_by("created_at")
     ]
 
 
@@ -95,7 +95,7 @@ def test_fires_again_in_the_next_period(plan):
     _calls(subscription, 5, at=NEXT + timedelta(days=1), prefix="b")
     assert alerts.check_usage_alerts(now=NEXT + timedelta(days=1, hours=1)) == 1
     assert alerts.check_usage_alerts(now=NEXT + timedelta(days=2)) == 0
-    periods = [body["data"]["period_start"] for body in _sent()]
+    periods = sorted(body["data"]["period_start"] for body in _sent())
     assert periods == ["2026-06-01T00:00:00Z", "2026-07-01T00:00:00Z"]
 
 
@@ -210,3 +210,30 @@ def test_the_portal_shows_a_reached_alert(db):
     page = portal_client(subscription.customer).get("/portal/").content.decode()
     assert page.count("alert reached") == 1 and page.count("not reached") == 1
     assert UsageAlert.objects.count() == 2
+
+
+def test_the_check_reads_usage_once_per_period_window(db):
+    """Subscriptions whose periods share a window are read in one usage query: the check costs
+    the same for two subscribers as for six."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    calls = make_meter("Calls", "api.call", now=START)
+    product = make_product([(calls, "0.5", 10)], now=START)
+
+    def queries_for(count: int) -> int:
+        for _ in range(count):
+            subscription = subscribe(product, now=START)
+            alerts.create_alert(
+                subscription.pk,
+                meter_id=calls.pk,
+                threshold_kind="units",
+                threshold=1000,
+                now=START,
+            )
+        with CaptureQueriesContext(connection) as captured:
+            assert alerts.check_usage_alerts(now=START + timedelta(days=1)) == 0
+        UsageAlert.objects.all().delete()
+        return len(captured.captured_queries)
+
+    assert queries_for(2) == queries_for(6)
