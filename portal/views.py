@@ -317,16 +317,21 @@ def events_csv(request: HttpRequest, session: PortalSession) -> StreamingHttpRes
 
     writer = csv.writer(Echo())
     rows = iter_matched_events(meter, start, end, customer_id=session.customer_id)
+
+    def cell(text: str) -> str:
+        # A spreadsheet runs a cell starting with = + - @ as a formula: such text is quoted.
+        return f"'{text}" if text[:1] in ("=", "+", "-", "@") else text
+
     header = ["event_id", "timestamp", "event_name", "value", "skipped", "metadata"]
     body = (
         writer.writerow(
             [
-                e.event_id,
+                cell(e.event_id),
                 e.timestamp.isoformat(),
-                e.event_name,
+                cell(e.event_name),
                 "" if e.value is None else str(e.value),
                 e.skip_reason or "",
-                e.metadata_json,
+                cell(e.metadata_json),
             ]
         )
         for e in rows
