@@ -78,3 +78,24 @@ def test_the_refusal_page_follows_the_browser(client):
     response = client.get("/portal/", HTTP_ACCEPT_LANGUAGE="it")
     assert response.status_code == 403
     assert "Questo link non funziona" in response.content.decode()
+
+
+def test_the_translations_compile_from_the_po_files():
+    """The .mo files are build output, written from the .po files without GNU gettext; every
+    message of every language is translated."""
+    import gettext
+
+    from babel.messages.pofile import read_po
+
+    from portal.management.commands.compile_translations import compile_translations
+
+    written = compile_translations()
+    assert sorted(path.parts[-3] for path in written) == ["de", "hi", "it", "sv"]
+    for path in written:
+        with path.with_suffix(".po").open("rb") as po_file:
+            catalog = read_po(po_file)
+        untranslated = [m.id for m in catalog if m.id and not m.string]
+        assert untranslated == [], (path, untranslated)
+        with path.open("rb") as mo_file:
+            translations = gettext.GNUTranslations(mo_file)
+        assert translations.gettext("Subscriptions") != "Subscriptions"
