@@ -35,6 +35,12 @@ app.conf.beat_schedule = {
         "schedule": 86400.0,
         "options": {"expires": 3600},
     },
+    # Portal sessions dead for 30 days are deleted (portal/sessions.py).
+    "forget-portal-sessions": {
+        "task": "portal.forget_old_sessions",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
+    },
     # Webhook retries and any first attempt whose queued task was lost (webhooks/delivery.py).
     "deliver-webhooks": {
         "task": "webhooks.deliver_due",

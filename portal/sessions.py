@@ -104,3 +104,14 @@ def open_session(signed_token: str, *, now: datetime) -> PortalSession:
 def end_session(session: PortalSession, *, now: datetime) -> None:
     """Log out: the link and the cookie stop working at once."""
     PortalSession.objects.filter(pk=session.pk, ended_at__isnull=True).update(ended_at=now)
+
+
+def forget_old_sessions(*, now: datetime, kept_for: timedelta = timedelta(days=30)) -> int:
+    """Delete sessions that expired or ended more than `kept_for` ago (their links were dead
+    anyway); returns how many."""
+    cutoff = now - kept_for
+    old = PortalSession.objects.filter(expires_at__lt=cutoff) | PortalSession.objects.filter(
+        ended_at__lt=cutoff
+    )
+    deleted, _ = old.delete()
+    return deleted

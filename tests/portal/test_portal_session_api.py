@@ -221,3 +221,16 @@ def test_a_mail_server_that_fails_still_answers_the_link(api, caplog):
     assert "could not be mailed" in caplog.text
     path = urlsplit(link).path
     assert Client().get(path).status_code == 302  # the session was stored and works
+
+
+def test_sessions_dead_for_a_month_are_forgotten():
+    from portal.sessions import forget_old_sessions
+
+    customer = make_customer()
+    now = datetime.now(UTC)
+    portal_link(customer, now=now - timedelta(days=40))  # expired 40 days ago
+    portal_link(customer, now=now - timedelta(days=10))  # expired 10 days ago: kept
+    live = portal_link(customer, now=now)
+    assert forget_old_sessions(now=now) == 1
+    assert PortalSession.objects.count() == 2
+    assert Client().get(live).status_code == 302
