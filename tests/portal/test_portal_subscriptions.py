@@ -32,3 +32,15 @@ def test_a_scheduled_plan_change_and_the_next_billing_date():
     assert "to Scale plan at the next billing date" in html
     # The other subscription has none.
     assert html.count("at the next billing date") == 1
+
+
+def test_a_paused_subscription_has_no_open_period_and_no_gating_items(api):
+    world = make_world()
+    plan_changes.pause(world.bob.subscription.pk, now=datetime.now(UTC))
+    page = portal_client(world.bob.customer).get("/portal/")
+    assert [p.subscription.pk for p in page.context["periods"]] == [
+        world.bob.credit_subscription.pk
+    ]
+    assert "paused" in page.content.decode()
+    items = api.get(f"/api/customers/{world.bob.customer.pk}/usage").json()["items"]
+    assert {i["subscription_id"] for i in items} == {world.bob.credit_subscription.pk}
