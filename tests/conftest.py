@@ -59,7 +59,10 @@ def sdk(live_server, live_api_key):
     from dodopayments import DodoPayments
 
     client = DodoPayments(
-        bearer_token=live_api_key, base_url=f"{live_server.url}/api", max_retries=0
+        bearer_token=live_api_key,
+        base_url=f"{live_server.url}/api",
+        max_retries=0,
+        _strict_response_validation=True,
     )
     yield client
     client.close()
