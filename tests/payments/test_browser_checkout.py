@@ -34,20 +34,6 @@ document.addEventListener("securitypolicyviolation", function (event) {
 
 
 @pytest.fixture
-def strict(live_server, live_api_key):
-    from dodopayments import DodoPayments
-
-    client = DodoPayments(
-        bearer_token=live_api_key,
-        base_url=f"{live_server.url}/api",
-        max_retries=0,
-        _strict_response_validation=True,
-    )
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def product():
     since = timezone.now() - timedelta(days=1)
     meter = make_meter("Calls", "api.call", now=since)
@@ -61,13 +47,13 @@ def fill_address(page) -> None:
 
 def test_checkout_in_chromium_ends_with_an_active_subscription_charged_at_localstripe(
     fake_stripe,
-    strict,
+    sdk,
     live_server,
     page,
     product,
 ):
     return_url = f"{live_server.url}/api/docs"
-    session = strict.checkout_sessions.create(
+    session = sdk.checkout_sessions.create(
         product_cart=[{"product_id": product.product_id, "quantity": 1}],
         customer={"email": "ada@example.com", "name": "Ada"},
         billing_address={"country": "US"},
@@ -100,7 +86,7 @@ def test_checkout_in_chromium_ends_with_an_active_subscription_charged_at_locals
     assert violations == []
     assert subscription.status == "active" and subscription.customer.email == "ada@example.com"
     assert subscription.billing == {**BILLING, "country": "US"}
-    status = strict.checkout_sessions.retrieve(session.session_id)
+    status = sdk.checkout_sessions.retrieve(session.session_id)
     assert (status.payment_id, status.payment_status) == (None, "succeeded")
 
     profile = ProviderCustomer.objects.get(customer=subscription.customer)
@@ -124,7 +110,7 @@ def test_checkout_in_chromium_ends_with_an_active_subscription_charged_at_locals
     assert invoice.status == InvoiceStatus.PAID
     subscription.refresh_from_db()
     assert subscription.status == "active"
-    status = strict.checkout_sessions.retrieve(session.session_id)
+    status = sdk.checkout_sessions.retrieve(session.session_id)
     assert (status.payment_id, status.payment_status) == (
         invoice.payments.get().payment_id,
         "succeeded",
@@ -133,11 +119,11 @@ def test_checkout_in_chromium_ends_with_an_active_subscription_charged_at_locals
 
 def test_a_declined_card_is_shown_on_the_page_and_starts_nothing(
     fake_stripe,
-    strict,
+    sdk,
     browser,
     product,
 ):
-    session = strict.checkout_sessions.create(
+    session = sdk.checkout_sessions.create(
         product_cart=[{"product_id": product.product_id, "quantity": 1}],
         customer={"email": "eve@example.com"},
         billing_address=BILLING,
@@ -157,12 +143,12 @@ def test_a_declined_card_is_shown_on_the_page_and_starts_nothing(
 
 
 def test_without_a_provider_the_page_confirms_with_a_button(
-    strict,
+    sdk,
     live_server,
     page,
     product,
 ):
-    session = strict.checkout_sessions.create(
+    session = sdk.checkout_sessions.create(
         product_cart=[{"product_id": product.product_id, "quantity": 1}],
         return_url=f"{live_server.url}/api/docs",
     )

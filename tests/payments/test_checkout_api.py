@@ -27,23 +27,8 @@ def product():
     )
 
 
-@pytest.fixture
-def strict(live_server, live_api_key):
-    """The SDK's strict client: an answer that does not parse into its types raises."""
-    from dodopayments import DodoPayments
-
-    client = DodoPayments(
-        bearer_token=live_api_key,
-        base_url=f"{live_server.url}/api",
-        max_retries=0,
-        _strict_response_validation=True,
-    )
-    yield client
-    client.close()
-
-
-def test_create_then_retrieve_through_the_strict_sdk(strict, live_server, product):
-    client = strict
+def test_create_then_retrieve_through_the_strict_sdk(sdk, live_server, product):
+    client = sdk
     before = timezone.now()
     session = client.checkout_sessions.create(
         product_cart=[{"product_id": product.product_id, "quantity": 1}],
@@ -86,9 +71,9 @@ def test_create_then_retrieve_through_the_strict_sdk(strict, live_server, produc
     assert (raw["status"], raw["subscription_id"]) == ("open", None)  # extensions
 
 
-def test_an_existing_customer_is_named_by_id(strict, product):
+def test_an_existing_customer_is_named_by_id(sdk, product):
     customer = make_customer(email="grace@example.com")
-    client = strict
+    client = sdk
     session = client.checkout_sessions.create(
         product_cart=[{"product_id": product.product_id, "quantity": 1}],
         customer={"customer_id": customer.customer_id},
@@ -98,9 +83,9 @@ def test_an_existing_customer_is_named_by_id(strict, product):
     assert (status.customer_email, status.customer_name) == (customer.email, customer.name)
 
 
-def test_preview_quotes_nothing_now_and_the_fee_each_period(strict, product):
+def test_preview_quotes_nothing_now_and_the_fee_each_period(sdk, product):
     before = timezone.now()
-    quote = strict.checkout_sessions.preview(
+    quote = sdk.checkout_sessions.preview(
         product_cart=[{"product_id": product.product_id, "quantity": 1}],
         billing_address=BILLING,
         subscription_data={"trial_period_days": 3},

@@ -5,7 +5,7 @@ invoice, never retried by dunning; unknown or unsupported fields are refused nam
 from __future__ import annotations
 
 import pytest
-from dodopayments import DodoPayments, UnprocessableEntityError
+from dodopayments import UnprocessableEntityError
 
 from products import payments
 from products.models import Dunning, Invoice, InvoiceKind, InvoiceStatus, Payment
@@ -15,25 +15,13 @@ from tests.payments.sdk_shapes import payment_events
 from tests.webhooks.factories import make_endpoint
 
 
-@pytest.fixture
-def strict_sdk(live_server, live_api_key):
-    client = DodoPayments(
-        bearer_token=live_api_key,
-        base_url=f"{live_server.url}/api",
-        max_retries=0,
-        _strict_response_validation=True,
-    )
-    yield client
-    client.close()
-
-
 @pytest.mark.django_db(transaction=True)
-def test_a_charge_is_its_own_invoice_paid_through_stripe(fake_stripe, strict_sdk):
+def test_a_charge_is_its_own_invoice_paid_through_stripe(fake_stripe, sdk):
     make_endpoint("https://hooks.example.com/billing")
     subscription = weekly_subscription(calls=0)
     save_card(fake_stripe, subscription)
 
-    answer = strict_sdk.subscriptions.charge(
+    answer = sdk.subscriptions.charge(
         subscription.subscription_id,
         product_price=1_234,
         product_description="Extra seats",
@@ -57,10 +45,10 @@ def test_a_charge_is_its_own_invoice_paid_through_stripe(fake_stripe, strict_sdk
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_declined_charge_fails_without_dunning(fake_stripe, strict_sdk):
+def test_a_declined_charge_fails_without_dunning(fake_stripe, sdk):
     subscription = weekly_subscription(calls=0)
     save_card(fake_stripe, subscription, DECLINED_ON_CHARGE)
-    answer = strict_sdk.subscriptions.charge(subscription.subscription_id, product_price=500)
+    answer = sdk.subscriptions.charge(subscription.subscription_id, product_price=500)
     payment = Payment.objects.get(pk=answer.payment_id)
     payments.collect(payment.payment_id, now=payment.due_at)
     payment.refresh_from_db()
@@ -84,11 +72,11 @@ def test_a_declined_charge_fails_without_dunning(fake_stripe, strict_sdk):
         ({"product_price": 0}, "product_price"),
     ],
 )
-def test_unsupported_charge_fields_are_refused_naming_them(fake_stripe, strict_sdk, extra, field):
+def test_unsupported_charge_fields_are_refused_naming_them(fake_stripe, sdk, extra, field):
     subscription = weekly_subscription(calls=0)
     arguments = {"product_price": 500, **extra}
     with pytest.raises(UnprocessableEntityError) as refused:
-        strict_sdk.subscriptions.charge(subscription.subscription_id, **arguments)
+        sdk.subscriptions.charge(subscription.subscription_id, **arguments)
     assert field in str(refused.value)
     assert not Invoice.objects.exists()
 

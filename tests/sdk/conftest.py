@@ -6,19 +6,10 @@ import pytest
 
 
 @pytest.fixture
-def strict(live_server, live_api_key):
-    """`DodoPayments(..., _strict_response_validation=True)`: a missing required field, a wrong
-    type or an enum value outside the SDK's raises `APIResponseValidationError`."""
-    from dodopayments import DodoPayments
-
-    client = DodoPayments(
-        bearer_token=live_api_key,
-        base_url=f"{live_server.url}/api",
-        max_retries=0,
-        _strict_response_validation=True,
-    )
-    yield client
-    client.close()
+def strict(sdk):
+    """The suite's `sdk` client (tests/conftest.py), which is strict: a missing required field,
+    a wrong type or an enum value outside the SDK's raises `APIResponseValidationError`."""
+    return sdk
 
 
 @pytest.fixture
