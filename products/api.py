@@ -11,7 +11,12 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing_site.api.fields import filter_exact, parse_query_bool, parse_query_datetime
+from billing_site.api.fields import (
+    filter_exact,
+    parse_datetime_value,
+    parse_query_bool,
+    parse_query_datetime,
+)
 from billing_site.api.pagination import page_params, paged_response
 from billing_site.api.serializers import BusinessIdField, MetadataField
 from billing_site.api.strict import (
@@ -640,7 +645,7 @@ class SubscriptionUpdateSerializer(StrictSerializer):
     cancellation_feedback = serializers.ChoiceField(
         choices=CANCELLATION_FEEDBACK, required=False, allow_null=True
     )
-    # Plan and schedule changes come with a later issue: only their neutral value for now.
+    # Moves the current period's end (products/plan_changes.py `move_billing_date`).
     next_billing_date = serializers.JSONField(required=False, allow_null=True)
     pause = serializers.JSONField(required=False, allow_null=True)
     credit_entitlement_cart = serializers.JSONField(required=False, allow_null=True)
@@ -655,12 +660,16 @@ class SubscriptionUpdateSerializer(StrictSerializer):
             raise serializers.ValidationError(
                 {"pause": ["Removed from Dodo's API; pausing is not supported here."]}
             )
-        unsupported(
-            attrs,
-            ("next_billing_date",),
-            "Moving the billing date is not supported: a plan change with "
-            "prorated_immediately restarts the cycle at its moment; send null or omit it.",
-        )
+        moved_to = attrs.pop("next_billing_date", None)
+        if moved_to is not None:
+            try:
+                if not isinstance(moved_to, str):
+                    raise ValueError
+                attrs["next_billing_date"] = parse_datetime_value(moved_to)
+            except ValueError:
+                raise serializers.ValidationError(
+                    {"next_billing_date": [f"{moved_to!r} is not an ISO 8601 date-time."]}
+                ) from None
         unsupported(
             attrs,
             (
@@ -679,7 +688,6 @@ class SubscriptionUpdateSerializer(StrictSerializer):
         )
         unsupported(attrs, ("tax_id",), "Tax ids are not supported by this server.")
         for name in (
-            "next_billing_date",
             "credit_entitlement_cart",
             "subscription_period_count",
             "subscription_period_interval",
@@ -722,6 +730,19 @@ class SubscriptionDetailView(StrictQueryMixin, APIView):
                 plan_changes.resume(subscription_id, now=timezone.now())
             else:
                 services.update_subscription(subscription, status=wanted)  # refused by name
+            return Response(subscription_data(_subscriptions().get(pk=subscription_id)))
+        moved_to = changes.pop("next_billing_date", None)
+        if moved_to is not None:
+            if changes.get("status") == "cancelled" and subscription.status != "cancelled":
+                message = "A cancellation now ends the period now: send no next_billing_date."
+                raise InvalidInput(
+                    message, errors=[{"field": "next_billing_date", "message": message}]
+                )
+            # One transaction: a refusal of another field leaves the billing date as it was.
+            with transaction.atomic():
+                plan_changes.move_billing_date(subscription_id, to=moved_to, now=timezone.now())
+                subscription.refresh_from_db()
+                services.update_subscription(subscription, **changes)
             return Response(subscription_data(_subscriptions().get(pk=subscription_id)))
         if changes.get("status") == "cancelled" and subscription.status != "cancelled":
             # A cancellation now: the period closes at this moment with its final invoice.

@@ -196,6 +196,11 @@ class Subscription(models.Model):
     period after the change is the grid's period that contains `lead_start`, cut to start
     there (the *lead* up to the original next billing date). It covers `lead_share` of a full
     period: its fixed fee (when `lead_fee`) and free thresholds are scaled by it.
+
+    A moved billing date (PATCH `next_billing_date`) re-anchors the cycle at the new date with
+    `cycle_offset` one past the current period: the current period (`cycle_offset` - 1, the
+    only state where the current index is below the offset) runs from its start to
+    `cycle_anchor`, and the following periods are counted from there.
     """
 
     subscription_id = models.CharField(
@@ -284,8 +289,16 @@ class Subscription(models.Model):
             return None
         return Decimal(self.lead_share), self.lead_fee
 
+    @property
+    def billing_date_moved(self) -> bool:
+        """Whether the current period's end was moved (PATCH `next_billing_date`)."""
+        return self.cycle_anchor is not None and self.period_index == self.cycle_offset - 1
+
     def full_period(self, index: int) -> Period:
         """Period `index` on the cycle's grid, whole (what proration shares are taken of)."""
+        if self.cycle_anchor is not None and index == self.period_index == self.cycle_offset - 1:
+            # A moved period (`billing_date_moved`) is whole as it is: its start to the new date.
+            return Period(index, self.current_period_start, self.cycle_anchor)
         if self.cycle_anchor is not None and index >= self.cycle_offset:
             k = index - self.cycle_offset
             return Period(

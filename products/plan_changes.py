@@ -193,6 +193,14 @@ def check_plan_change(
                 "next_billing_date.",
                 "KEEP_CYCLE_IN_TRIAL",
             )
+        if subscription.billing_date_moved:
+            raise _fail(
+                "proration_billing_mode",
+                f"{mode} keeps the billing cycle, and the current period's end was moved "
+                "(next_billing_date): use prorated_immediately (a new cycle starts at the "
+                "change) or effective_at next_billing_date.",
+                "KEEP_CYCLE_AFTER_BILLING_DATE_MOVED",
+            )
     probe = Subscription(product=product, customer_id=subscription.customer_id)
     # Changes now of products with credits are supported (the period's credit close at the
     # change, the new product's grant at the new period); a lead or the billing cycle's close
@@ -599,6 +607,84 @@ def cancel_now(
         )
         webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_CANCELLED, [subscription])
         return ChangeResult(subscription, old_plan, invoice, short, fraction, lines)
+
+
+# --- moving the billing date ---------------------------------------------------------------------
+
+
+def move_billing_date(subscription_id: str, *, to: datetime, now: datetime) -> Subscription:
+    """End the current period at `to` instead (PATCH `next_billing_date`): the period becomes
+    [its start, `to`) and the cycle restarts there with the same interval (a re-anchor, as a
+    plan change's new cycle). Nothing is prorated: the moved period is invoiced at `to` with
+    the full fixed fee and free thresholds, as Dodo bills it. A scheduled plan change or
+    cancellation takes effect at the new date. Locks as the period close (the row, then the
+    customer's ingest slots), so the close and ingestion see either the old end or the new one;
+    no event changes period except by its timestamp, none is billed twice or lost."""
+    with transaction.atomic():
+        locked = Subscription.objects.select_for_update(no_key=True).filter(pk=subscription_id)
+        if not locked.values_list("pk", flat=True):
+            raise NotFound(f"No subscription {subscription_id}.")
+        subscription = Subscription.objects.select_related("product").get(pk=subscription_id)
+        if subscription.status != SubscriptionStatus.ACTIVE:
+            message = (
+                f"Subscription {subscription_id} is {subscription.status}: only an active "
+                "subscription's billing date can be moved."
+            )
+            raise SubscriptionNotActive(
+                message, errors=[{"field": "next_billing_date", "message": message}]
+            )
+        while subscription.current_period_end <= now:  # due periods close first, as they were
+            billing.close_period(subscription_id, now=now)
+            subscription.refresh_from_db()
+            if subscription.status != SubscriptionStatus.ACTIVE:
+                raise SubscriptionNotActive(
+                    f"Subscription {subscription_id} ended at its period end."
+                )
+        if subscription.is_trial(subscription.period_index):
+            raise _fail(
+                "next_billing_date",
+                "The subscription is in its free trial: moving the end of a trial is not "
+                "supported; move the billing date once the first paid period has started.",
+                "BILLING_DATE_MOVE_IN_TRIAL",
+            )
+        if subscription.lead_terms(subscription.period(subscription.period_index)):
+            raise _fail(
+                "next_billing_date",
+                "The current period is the rest of a period after a plan change that kept the "
+                "cycle (its fee is a share of that period): moving its end is not supported; "
+                "move the billing date once the next period has started.",
+                "BILLING_DATE_MOVE_NOT_SUPPORTED",
+            )
+        if billing.uses_credits(subscription):
+            raise _fail(
+                "next_billing_date",
+                "The product grants or uses credits, whose grants expire with the period: "
+                "moving the billing date of such a subscription is not supported.",
+                "BILLING_DATE_MOVE_NOT_SUPPORTED",
+            )
+        if to <= now or to <= subscription.current_period_start:
+            raise _fail(
+                "next_billing_date",
+                f"Must be after now and after the current period's start "
+                f"({subscription.current_period_start.isoformat()}).",
+            )
+        lock_customer_slots([subscription.customer_id], shared=False)
+        before = _state(subscription)
+        subscription.cycle_anchor = to
+        subscription.cycle_offset = subscription.period_index + 1
+        moved = subscription.period(subscription.period_index)
+        assert (moved.start, moved.end) == (subscription.current_period_start, to)
+        subscription.current_period_end = to
+        subscription.save(update_fields=["cycle_anchor", "cycle_offset", "current_period_end"])
+        audit_log.record(
+            object_type="products.subscription",
+            object_id=subscription_id,
+            action=Action.UPDATED,
+            before=before,
+            after=_state(subscription),
+            details={"at": now.isoformat(), "next_billing_date": to.isoformat()},
+        )
+        return subscription
 
 
 # --- pause and resume ----------------------------------------------------------------------------

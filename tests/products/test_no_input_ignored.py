@@ -90,7 +90,7 @@ def test_cancellation_reasons_without_a_cancellation_are_refused(api, product):
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("next_billing_date", "2026-06-01T00:00:00Z"),
+        ("next_billing_date", "2000-01-01T00:00:00Z"),  # before the period: moving it is refused
         ("tax_id", "GB123456789"),
         ("credit_entitlement_cart", [{"credit_entitlement_id": "cde_x", "credits_amount": "5"}]),
         ("subscription_period_count", 30),

@@ -75,6 +75,12 @@ class Ctx:
                 customer={"customer_id": self.edited.customer_id}, product_id=basic.product_id
             )
         )
+        # Moving the billing date gets its own too (products with credits refuse it).
+        self.dated = client.subscriptions.create(
+            **self.subscription_args(
+                customer={"customer_id": self.edited.customer_id}, product_id=basic.product_id
+            )
+        )
         stamps = [self.now - timedelta(minutes=m) for m in (3, 2, 1)]
         client.usage_events.ingest(
             events=[
@@ -331,7 +337,10 @@ def subscription_update_probes() -> dict:
             [{"credit_entitlement_id": "cde_1", "credits_amount": "5"}], neutral=None
         ),
         "disable_on_demand": Refused({"next_billing_date": "2030-01-01T00:00:00Z"}, neutral=None),
-        "next_billing_date": Refused("2030-01-01T00:00:00Z", neutral=None),
+        "next_billing_date": Applied(
+            "2030-01-01T00:00:00Z",
+            lambda r, c, **_: r.next_billing_date == datetime(2030, 1, 1, tzinfo=UTC),
+        ),
         "pause": Refused(True),
         "subscription_period_count": Refused(5, neutral=None),
         "subscription_period_interval": Refused("Month", neutral=None),
@@ -457,7 +466,8 @@ def call_with(ctx: Ctx, method: str, name: str, value, extra: dict):
         case "subscriptions.create":
             return c.subscriptions.create(**{**ctx.subscription_args(), **kwargs})
         case "subscriptions.update":
-            return c.subscriptions.update(ctx.subscription.subscription_id, **kwargs)
+            target = ctx.dated if kwargs.get("next_billing_date") else ctx.subscription
+            return c.subscriptions.update(target.subscription_id, **kwargs)
         case "subscriptions.list":
             return c.subscriptions.list(**kwargs)
         case "subscriptions.change_plan" | "subscriptions.preview_change_plan":

@@ -126,7 +126,7 @@ def test_a_paused_subscription_can_be_cancelled_with_no_further_invoice(
         ),
         ({"pause": True}, ["pause"]),
         ({"pause": None}, ["pause"]),
-        ({"next_billing_date": "2026-01-25T00:00:00Z"}, ["next_billing_date"]),
+        ({"status": "paused", "next_billing_date": "2026-01-25T00:00:00Z"}, ["next_billing_date"]),
         ({"status": "expired"}, ["status"]),
     ],
 )
