@@ -306,6 +306,44 @@ def _state(subscription: Subscription) -> dict:
     }
 
 
+def _audit(subscription: Subscription, action: str, *, before: dict, details: dict) -> None:
+    """Record a change of the subscription, saved already, in the audit log: before and after
+    in `_state`'s terms."""
+    audit_log.record(
+        object_type="products.subscription",
+        object_id=subscription.subscription_id,
+        action=action,
+        before=before,
+        after=_state(subscription),
+        details=details,
+    )
+
+
+def _mark_cancelled(
+    subscription: Subscription, *, now: datetime, cancel_reason: str | None, comments: dict
+) -> list[str]:
+    """Set the fields of a cancellation at `now` (any scheduled change is moot and removed);
+    returns the fields to save."""
+    ScheduledPlanChange.objects.filter(subscription=subscription).delete()
+    subscription.status = SubscriptionStatus.CANCELLED
+    subscription.cancelled_at = now
+    subscription.cancel_at_next_billing_date = False
+    subscription.cancel_reason = cancel_reason
+    for name, value in comments.items():
+        setattr(subscription, name, value)
+    return ["status", "cancelled_at", "cancel_at_next_billing_date", "cancel_reason", *comments]
+
+
+def _stop_periods(subscription: Subscription, short: Period, *, now: datetime) -> list[str]:
+    """No period runs from `now` (after a cancellation or a pause closed `short` there), and
+    events before it are refused; returns the fields to save."""
+    subscription.period_index = short.index + 1
+    subscription.current_period_start = now
+    subscription.current_period_end = now
+    subscription.finalized_until = now
+    return ["period_index", "current_period_start", "current_period_end", "finalized_until"]
+
+
 def _take_schedule(subscription: Subscription, *, replace: bool) -> None:
     """Remove the subscription's scheduled change for the one being made, if asked to."""
     schedule = ScheduledPlanChange.objects.filter(subscription=subscription).first()
@@ -370,12 +408,10 @@ def _apply_change(
     )
     if mode not in KEEP_CYCLE_MODES:
         billing.grant_new_period(subscription, now=now)  # the new product's credits, if any
-    audit_log.record(
-        object_type="products.subscription",
-        object_id=subscription.subscription_id,
-        action=Action.PLAN_CHANGED,
+    _audit(
+        subscription,
+        Action.PLAN_CHANGED,
         before=before,
-        after=_state(subscription),
         details={
             "at": now.isoformat(),
             "proration_billing_mode": mode,
@@ -469,12 +505,10 @@ def schedule_plan_change(
         schedule = ScheduledPlanChange.objects.create(
             subscription=subscription, product=product, quantity=quantity, created_at=now
         )
-        audit_log.record(
-            object_type="products.subscription",
-            object_id=subscription.subscription_id,
-            action=Action.PLAN_CHANGE_SCHEDULED,
+        _audit(
+            subscription,
+            Action.PLAN_CHANGE_SCHEDULED,
             before=_state(subscription),
-            after=_state(subscription),
             details={"product_id": product.pk, "quantity": quantity, "schedule_id": schedule.pk},
         )
         return schedule
@@ -573,36 +607,14 @@ def cancel_now(
         invoice, short, fraction, lines = _end_period_now(
             subscription, fee_mode="prorated_immediately", now=now
         )
-        ScheduledPlanChange.objects.filter(subscription=subscription).delete()  # moot now
-        subscription.status = SubscriptionStatus.CANCELLED
-        subscription.cancelled_at = now
-        subscription.cancel_at_next_billing_date = False
-        subscription.cancel_reason = cancel_reason
-        for name, value in comments.items():
-            setattr(subscription, name, value)
-        subscription.period_index = short.index + 1
-        subscription.current_period_start = now
-        subscription.current_period_end = now
-        subscription.finalized_until = now
-        subscription.save(
-            update_fields=[
-                "status",
-                "cancelled_at",
-                "cancel_at_next_billing_date",
-                "cancel_reason",
-                *comments,
-                "period_index",
-                "current_period_start",
-                "current_period_end",
-                "finalized_until",
-            ]
+        fields = _mark_cancelled(
+            subscription, now=now, cancel_reason=cancel_reason, comments=comments
         )
-        audit_log.record(
-            object_type="products.subscription",
-            object_id=subscription.subscription_id,
-            action=Action.CANCELLED,
+        subscription.save(update_fields=[*fields, *_stop_periods(subscription, short, now=now)])
+        _audit(
+            subscription,
+            Action.CANCELLED,
             before=before,
-            after=_state(subscription),
             details={"invoice_id": invoice.invoice_id, "cancel_reason": cancel_reason},
         )
         webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_CANCELLED, [subscription])
@@ -676,12 +688,10 @@ def move_billing_date(subscription_id: str, *, to: datetime, now: datetime) -> S
         assert (moved.start, moved.end) == (subscription.current_period_start, to)
         subscription.current_period_end = to
         subscription.save(update_fields=["cycle_anchor", "cycle_offset", "current_period_end"])
-        audit_log.record(
-            object_type="products.subscription",
-            object_id=subscription_id,
-            action=Action.UPDATED,
+        _audit(
+            subscription,
+            Action.UPDATED,
             before=before,
-            after=_state(subscription),
             details={"at": now.isoformat(), "next_billing_date": to.isoformat()},
         )
         return subscription
@@ -704,28 +714,15 @@ def _cancel_paused(
 ) -> None:
     subscription = Subscription.objects.get(pk=subscription_id)
     before = _state(subscription)
-    ScheduledPlanChange.objects.filter(subscription=subscription).delete()
-    subscription.status = SubscriptionStatus.CANCELLED
-    subscription.cancelled_at = now
-    subscription.cancel_at_next_billing_date = False
-    subscription.cancel_reason = cancel_reason
-    for name, value in comments.items():
-        setattr(subscription, name, value)
     subscription.save(
-        update_fields=[
-            "status",
-            "cancelled_at",
-            "cancel_at_next_billing_date",
-            "cancel_reason",
-            *comments,
-        ]
+        update_fields=_mark_cancelled(
+            subscription, now=now, cancel_reason=cancel_reason, comments=comments
+        )
     )
-    audit_log.record(
-        object_type="products.subscription",
-        object_id=subscription_id,
-        action=Action.CANCELLED,
+    _audit(
+        subscription,
+        Action.CANCELLED,
         before=before,
-        after=_state(subscription),
         details={"cancel_reason": cancel_reason, "while_paused": True},
     )
     webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_CANCELLED, [subscription])
@@ -750,25 +747,11 @@ def pause(subscription_id: str, *, now: datetime) -> ChangeResult:
             subscription, fee_mode="prorated_immediately", now=now
         )
         subscription.status = SubscriptionStatus.PAUSED
-        subscription.period_index = short.index + 1
-        subscription.current_period_start = now
-        subscription.current_period_end = now
-        subscription.finalized_until = now
-        subscription.save(
-            update_fields=[
-                "status",
-                "period_index",
-                "current_period_start",
-                "current_period_end",
-                "finalized_until",
-            ]
-        )
-        audit_log.record(
-            object_type="products.subscription",
-            object_id=subscription_id,
-            action=Action.PAUSED,
+        subscription.save(update_fields=["status", *_stop_periods(subscription, short, now=now)])
+        _audit(
+            subscription,
+            Action.PAUSED,
             before=before,
-            after=_state(subscription),
             details={"at": now.isoformat(), "invoice_id": invoice.invoice_id},
         )
         webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_PAUSED, [subscription])
@@ -812,14 +795,7 @@ def resume(subscription_id: str, *, now: datetime) -> Subscription:
         )
         changed = billing.apply_scheduled_changes([subscription])
         billing.grant_new_period(subscription, now=now)
-        audit_log.record(
-            object_type="products.subscription",
-            object_id=subscription_id,
-            action=Action.RESUMED,
-            before=before,
-            after=_state(subscription),
-            details={"at": now.isoformat()},
-        )
+        _audit(subscription, Action.RESUMED, before=before, details={"at": now.isoformat()})
         webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_ACTIVE, [subscription])
         webhook_events.subscriptions_changed(EventType.SUBSCRIPTION_PLAN_CHANGED, changed)
         return subscription
