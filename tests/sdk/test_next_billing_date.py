@@ -5,7 +5,7 @@ fee, API calls at 0.02 each beyond 100 free per period."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from io import StringIO
 
 import dodopayments
@@ -14,13 +14,11 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from audit.models import AuditEntry
-from products import services
 from products.billing import run_billing_cycle
 from products.models import Invoice, Subscription
-from tests.factories import event, ingest_events, make_customer
-from tests.products.factories import make_meter, make_product
+from tests.products.factories import make_product
+from tests.sdk.monthly import START, monthly_subscription, send_calls
 
-START = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = datetime(2026, 1, 11, tzinfo=UTC)
 pytestmark = pytest.mark.django_db
 
@@ -38,25 +36,13 @@ def clock(monkeypatch):
 
 @pytest.fixture
 def subscription():
-    calls = make_meter("API calls", "api.call", now=START)
-    product = make_product([(calls, "2", 100)], fixed_price=3100, now=START)
-    return services.create_subscription(
-        customer=make_customer(), product=product, now=START, billing={"country": "US"}
-    )
-
-
-def send(subscription: Subscription, count: int, at: datetime, prefix: str) -> None:
-    events = [
-        event(f"{prefix}{i}", subscription.customer_id, "api.call", timestamp=at)
-        for i in range(count)
-    ]
-    ingest_events(events, now=at + timedelta(seconds=1))
+    return monthly_subscription()
 
 
 def test_a_later_date_makes_one_longer_period_billed_in_full_at_the_new_date(
     strict_in_process, clock, subscription
 ):
-    send(subscription, 150, datetime(2026, 1, 10, tzinfo=UTC), "jan-")
+    send_calls(subscription, 150, datetime(2026, 1, 10, tzinfo=UTC), "jan-")
     moved = strict_in_process.subscriptions.update(
         subscription.pk, next_billing_date=datetime(2026, 2, 15, tzinfo=UTC)
     )
@@ -69,8 +55,8 @@ def test_a_later_date_makes_one_longer_period_billed_in_full_at_the_new_date(
     assert entry.after["current_period_end"] == "2026-02-15T00:00:00+00:00"
     # The old billing date passes with nothing billed; usage after it is the same period's.
     assert run_billing_cycle(now=datetime(2026, 2, 2, tzinfo=UTC)) == []
-    send(subscription, 80, datetime(2026, 2, 5, tzinfo=UTC), "feb-")
-    send(subscription, 30, datetime(2026, 2, 15, tzinfo=UTC), "new-")  # at the new date: next
+    send_calls(subscription, 80, datetime(2026, 2, 5, tzinfo=UTC), "feb-")
+    send_calls(subscription, 30, datetime(2026, 2, 15, tzinfo=UTC), "new-")  # at the new date: next
     [invoice] = run_billing_cycle(now=datetime(2026, 2, 15, tzinfo=UTC))
     assert (invoice.period_start, invoice.period_end) == (START, datetime(2026, 2, 15, tzinfo=UTC))
     assert invoice.total_minor == 3100 + (150 + 80 - 100) * 2  # full fee, one free threshold
@@ -80,7 +66,7 @@ def test_a_later_date_makes_one_longer_period_billed_in_full_at_the_new_date(
         datetime(2026, 2, 15, tzinfo=UTC),
         datetime(2026, 3, 15, tzinfo=UTC),
     )
-    send(subscription, 120, datetime(2026, 3, 1, tzinfo=UTC), "mar-")
+    send_calls(subscription, 120, datetime(2026, 3, 1, tzinfo=UTC), "mar-")
     [following] = run_billing_cycle(now=datetime(2026, 3, 15, tzinfo=UTC))
     assert (following.period_start, following.period_end) == (
         datetime(2026, 2, 15, tzinfo=UTC),
@@ -92,14 +78,14 @@ def test_a_later_date_makes_one_longer_period_billed_in_full_at_the_new_date(
 def test_an_earlier_date_closes_the_period_there_with_bill_as_of(
     strict_in_process, clock, subscription
 ):
-    send(subscription, 150, datetime(2026, 1, 10, tzinfo=UTC), "early-")
+    send_calls(subscription, 150, datetime(2026, 1, 10, tzinfo=UTC), "early-")
     moved = strict_in_process.subscriptions.update(
         subscription.pk, next_billing_date="2026-01-20T00:00:00Z", metadata={"moved": "yes"}
     )
     assert moved.next_billing_date == datetime(2026, 1, 20, tzinfo=UTC)
     assert moved.metadata == {"moved": "yes"}
-    send(subscription, 40, datetime(2026, 1, 19, 23, 59, 59, tzinfo=UTC), "before-")
-    send(subscription, 60, datetime(2026, 1, 20, tzinfo=UTC), "after-")
+    send_calls(subscription, 40, datetime(2026, 1, 19, 23, 59, 59, tzinfo=UTC), "before-")
+    send_calls(subscription, 60, datetime(2026, 1, 20, tzinfo=UTC), "after-")
     call_command("bill", as_of="2026-01-19T23:59:59Z", stdout=StringIO())
     assert not Invoice.objects.exists()
     call_command("bill", as_of="2026-01-20T00:00:00Z", stdout=StringIO())
@@ -192,7 +178,7 @@ def test_a_plan_change_now_in_a_moved_period_prorates_over_the_moved_period(
     strict_in_process.subscriptions.update(
         subscription.pk, next_billing_date="2026-02-15T00:00:00Z"
     )
-    send(subscription, 150, datetime(2026, 1, 10, tzinfo=UTC), "jan-")
+    send_calls(subscription, 150, datetime(2026, 1, 10, tzinfo=UTC), "jan-")
     strict_in_process.subscriptions.change_plan(
         subscription.pk,
         product_id=other.pk,

@@ -13,15 +13,13 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditEntry
-from products import services
 from products.billing import run_billing_cycle
 from products.models import Invoice, Subscription
-from tests.factories import event, ingest_events, make_customer
-from tests.products.factories import make_meter, make_product
+from tests.products.factories import make_product
+from tests.sdk.monthly import START, monthly_subscription, send_calls
 from tests.webhooks.factories import make_endpoint
 from webhooks.models import WebhookEvent
 
-START = datetime(2026, 1, 1, tzinfo=UTC)
 PAUSE = datetime(2026, 1, 11, 0, 0, 7, tzinfo=UTC)
 RESUME = datetime(2026, 1, 20, tzinfo=UTC)
 USED = Fraction(864007, 2678400)  # (PAUSE - START) / 31 days, in seconds
@@ -41,26 +39,14 @@ def clock(monkeypatch):
 
 @pytest.fixture
 def subscription():
-    calls = make_meter("API calls", "api.call", now=START)
-    product = make_product([(calls, "2", 100)], fixed_price=3100, now=START)
-    return services.create_subscription(
-        customer=make_customer(), product=product, now=START, billing={"country": "US"}
-    )
-
-
-def send(subscription: Subscription, count: int, at: datetime, prefix: str) -> None:
-    events = [
-        event(f"{prefix}{i}", subscription.customer_id, "api.call", timestamp=at)
-        for i in range(count)
-    ]
-    ingest_events(events, now=at + timedelta(seconds=1))
+    return monthly_subscription()
 
 
 def test_pausing_closes_the_period_and_the_resume_starts_a_new_one(
     strict_in_process, clock, subscription
 ):
     make_endpoint("https://hooks.example/pause", "subscription.paused", "subscription.active")
-    send(subscription, 150, PAUSE - timedelta(hours=1), "before-")
+    send_calls(subscription, 150, PAUSE - timedelta(hours=1), "before-")
     paused = strict_in_process.subscriptions.update(subscription.pk, status="paused")
     assert paused.status == "paused"
     [invoice] = Invoice.objects.all()
@@ -74,7 +60,7 @@ def test_pausing_closes_the_period_and_the_resume_starts_a_new_one(
     assert strict_in_process.subscriptions.update(subscription.pk, status="paused").status == (
         "paused"
     )
-    send(subscription, 100, PAUSE + timedelta(days=2), "paused-")
+    send_calls(subscription, 100, PAUSE + timedelta(days=2), "paused-")
     assert run_billing_cycle(now=datetime(2026, 2, 5, tzinfo=UTC)) == []
     with pytest.raises(dodopayments.ConflictError):
         strict_in_process.subscriptions.change_plan(
@@ -92,7 +78,7 @@ def test_pausing_closes_the_period_and_the_resume_starts_a_new_one(
         datetime(2026, 2, 20, tzinfo=UTC),
     )
     assert WebhookEvent.objects.filter(event_type="subscription.active").count() == 1
-    send(subscription, 170, RESUME + timedelta(days=5), "after-")
+    send_calls(subscription, 170, RESUME + timedelta(days=5), "after-")
     [renewal] = run_billing_cycle(now=datetime(2026, 2, 20, tzinfo=UTC))
     assert (renewal.period_start, renewal.period_end) == (RESUME, datetime(2026, 2, 20, tzinfo=UTC))
     # The full fee and threshold; the 100 events sent while paused are on no invoice.
