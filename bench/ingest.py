@@ -11,12 +11,17 @@ production settings, creates an API key, and measures, each on a freshly truncat
   `httpx.Client` each (keep-alive on the client side; gunicorn's default sync workers still close
   the connection after every response);
 - `http-100`: the same with batches of 100;
-- `raw`: the same rows as `http-1000`, batch by batch, straight into `events_event` with
-  `INSERT ... ON CONFLICT (event_id) DO NOTHING` via psycopg `executemany`, in `event_id` order,
-  one transaction per batch: the ceiling the HTTP figures are compared with;
-- `sql-unnest`: the same batches through the server's own statement (`events.ingest._INSERT_SQL`,
-  one `unnest` insert plus the ingest-batch log row, binary parameters) on a direct connection:
-  what the database part of a request costs, without HTTP, Django or validation;
+- `raw`: the same rows as `http-1000`, batch by batch, straight into a plain (unpartitioned)
+  `events_event` with `INSERT ... ON CONFLICT (event_id) DO NOTHING` via psycopg `executemany`,
+  in `event_id` order, one transaction per batch: the ceiling the HTTP figures are compared with
+  (the schema `unpartitioned`: a partitioned table has no unique index on event_id to conflict on);
+- `sql-unnest`: the same batches through the server's own statement (`events.ingest._INSERT_SQL`:
+  the event_id keys, one `unnest` insert into the monthly partitions and the ingest-batch log
+  row, binary parameters) on a direct connection: what the database part of a request costs,
+  without HTTP, Django or validation;
+- `sql-unnest-unpartitioned`: the same batches through the statement of before partitioning
+  (`ON CONFLICT (event_id)` on a plain table with a unique index), into a copy of that table in
+  the schema `unpartitioned` of the same database: partitioning's cost, measured interleaved;
 - `http-refused` (not run by default): the `http-1000` batches, each with one event too old, so
   every request is refused (400) and, since refused events are kept for
   `/api/events/{id}/explain`, leaves its 1,000 ids in `events_refusedevent`: what remembering a
@@ -67,9 +72,31 @@ from bench.common import (
     recreate_database,
 )
 from events.ingest import _INSERT_SQL as APP_INSERT  # importable without Django settings
+from events.partitions import UNPARTITIONED_DDL
 
 GOAL_RATIO = 0.60
-MODES = ("http-1000", "http-100", "raw", "sql-unnest", "http-refused")
+MODES = ("http-1000", "http-100", "raw", "sql-unnest", "sql-unnest-unpartitioned", "http-refused")
+# Modes that write to the plain table of before partitioning, in this schema.
+UNPARTITIONED = "unpartitioned"
+ON_PLAIN_TABLE = ("raw", "sql-unnest-unpartitioned")
+
+# events.ingest._INSERT_SQL as it was before partitioning (commit 30d9cd9).
+UNPARTITIONED_INSERT = """
+WITH inserted AS (
+    INSERT INTO events_event (event_id, customer_id, event_name, timestamp, metadata, ingested_at)
+    SELECT event_id, customer_id, event_name, ts, metadata, %b
+    FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[]::jsonb[])
+        AS incoming(event_id, customer_id, event_name, ts, metadata)
+    ORDER BY event_id
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING id
+), batch AS (
+    INSERT INTO events_ingestbatch (event_ids, created_at)
+    SELECT array_agg(id ORDER BY id), %b FROM inserted HAVING count(*) > 0
+    RETURNING cardinality(event_ids) AS stored
+)
+SELECT coalesce((SELECT stored FROM batch), 0)
+"""
 EVENT_NAMES = ("api.call", "llm.completion", "storage.write")
 
 RAW_INSERT = """
@@ -246,26 +273,45 @@ def app_params(stream: Stream) -> list[list]:
     now = datetime.now(UTC)
     return [
         [
-            now,
             [e["event_id"] for e in batch],
             [e["customer_id"] for e in batch],
             [e["event_name"] for e in batch],
             [datetime.fromisoformat(e["timestamp"]) for e in batch],
             [json.dumps(e["metadata"]) for e in batch],
             now,
+            now,
         ]
         for batch in stream.batches
     ]
 
 
+def unpartitioned_params(stream: Stream) -> list[list]:
+    """Parameters for UNPARTITIONED_INSERT (its ingested_at comes first)."""
+    return [[p[5], *p[:5], p[6]] for p in app_params(stream)]
+
+
+def create_unpartitioned_tables(db_url: str) -> None:
+    """The events tables of before partitioning, in their own schema of the same database."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {UNPARTITIONED}")
+        conn.execute(f"SET search_path = {UNPARTITIONED}")
+        conn.execute(UNPARTITIONED_DDL)
+        conn.execute(
+            "CREATE TABLE events_ingestbatch (LIKE public.events_ingestbatch INCLUDING ALL)"
+        )
+
+
 def insert_direct(
-    db_url: str, batches: list, connections: int, *, app_statement: bool
+    db_url: str, batches: list, connections: int, *, statement: str | None, schema: str
 ) -> tuple[float, int, float]:
-    """Each batch in its own transaction, either executemany of RAW_INSERT or one execute of the
-    server's statement; return (seconds, rows inserted, CPU seconds of the postgres backends)."""
+    """Each batch in its own transaction, either executemany of RAW_INSERT (`statement` None) or
+    one execute of `statement`, on tables of `schema`; return (seconds, rows inserted, CPU
+    seconds of the postgres backends)."""
     next_index = itertools.count()
     inserted: list[int] = []
-    conns = [psycopg.connect(db_url) for _ in range(connections)]
+    conns = [psycopg.connect(db_url, autocommit=True) for _ in range(connections)]
+    for conn in conns:
+        conn.execute(f"SET search_path = {schema}")
     backends = [conn.info.backend_pid for conn in conns]
 
     def work(number: int) -> None:
@@ -274,8 +320,8 @@ def insert_direct(
         with conn.cursor() as cursor:
             while (index := next(next_index)) < len(batches):
                 with conn.transaction():
-                    if app_statement:
-                        cursor.execute(APP_INSERT, batches[index])
+                    if statement is not None:
+                        cursor.execute(statement, batches[index])
                         total += cursor.fetchone()[0]
                     else:
                         cursor.executemany(RAW_INSERT, batches[index])
@@ -324,7 +370,10 @@ def run_http(
 def reset_tables(db_url: str) -> None:
     """Empty the event tables and flush dirty pages, so each mode starts from the same state."""
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE events_event, events_ingestbatch RESTART IDENTITY")
+        conn.execute(
+            "TRUNCATE events_event, events_eventkey, events_ingestbatch, "
+            f"{UNPARTITIONED}.events_event, {UNPARTITIONED}.events_ingestbatch RESTART IDENTITY"
+        )
         refused = conn.execute("SELECT to_regclass('events_refusedevent')").fetchone()[0]
         if refused is not None:
             conn.execute("TRUNCATE events_refusedevent")
@@ -335,6 +384,8 @@ def verify(db_url: str, result: Result, reported: int, check_batch_log: bool) ->
     """Stored rows, the new-row counts reported to the sender and (unless the mode bypasses it) the
     ingest-batch log all equal the number of distinct ids sent."""
     with psycopg.connect(db_url) as conn:
+        schema = UNPARTITIONED if result.mode in ON_PLAIN_TABLE else "public"
+        conn.execute(f"SET search_path = {schema}")
         stored = conn.execute("SELECT count(*) FROM events_event").fetchone()[0]
         logged = conn.execute(
             "SELECT coalesce(sum(cardinality(event_ids)), 0) FROM events_ingestbatch"
@@ -434,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     # Throughput, not the per-key rate limit (default 40/s, 240/min) is measured: 0 turns it off.
     env.update(API_RATE_LIMIT_PER_SECOND="0", API_RATE_LIMIT_PER_MINUTE="0")
     manage(env, "migrate", "--no-input")
+    create_unpartitioned_tables(db_url)
     api_key = create_api_key(env)
 
     print("generating events and encoding request bodies")
@@ -456,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         "http-100": args.small_batch,
         "raw": args.large_batch,
         "sql-unnest": args.large_batch,
+        "sql-unnest-unpartitioned": args.large_batch,
         "http-refused": args.large_batch,
     }
     inputs = {
@@ -463,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         "http-100": encode_bodies,
         "raw": raw_rows,
         "sql-unnest": app_params,
+        "sql-unnest-unpartitioned": unpartitioned_params,
         "http-refused": refused_bodies,
     }
     prepared = {m: inputs[m](stream_for(sizes[m])) for m in args.modes}
@@ -498,10 +552,17 @@ def main(argv: list[str] | None = None) -> int:
                         expect=400 if mode == "http-refused" else 200,
                     )
                 else:
-                    app_statement = mode == "sql-unnest"
-                    connections = args.sql_connections if app_statement else args.raw_connections
+                    statement = {
+                        "sql-unnest": APP_INSERT,
+                        "sql-unnest-unpartitioned": UNPARTITIONED_INSERT,
+                    }.get(mode)
+                    connections = args.raw_connections if mode == "raw" else args.sql_connections
                     seconds, reported, server_cpu = insert_direct(
-                        db_url, prepared[mode], connections, app_statement=app_statement
+                        db_url,
+                        prepared[mode],
+                        connections,
+                        statement=statement,
+                        schema=UNPARTITIONED if mode in ON_PLAIN_TABLE else "public",
                     )
                 result = results[mode]
                 result.seconds.append(seconds)
@@ -514,12 +575,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median of {args.rounds} round(s); load average now {os.getloadavg()[0]:.1f}")
     print("CPU: milliseconds per 1,000 events; server = gunicorn workers + postgres backends")
     header = ("mode", "batch", "events", "events/s", "min", "max", "/raw", "server", "client")
-    print("{:<10} {:>6} {:>8} {:>9} {:>8} {:>8} {:>6} {:>7} {:>7}".format(*header))
+    print("{:<24} {:>6} {:>8} {:>9} {:>8} {:>8} {:>6} {:>7} {:>7}".format(*header))
     raw = results.get("raw")
     for r in results.values():
         ratio = f"{r.events_per_second / raw.events_per_second:.0%}" if raw else "-"
         print(
-            f"{r.mode:<10} {r.batch_size:>6} {r.events:>8} {r.events_per_second:>9,.0f} "
+            f"{r.mode:<24} {r.batch_size:>6} {r.events:>8} {r.events_per_second:>9,.0f} "
             f"{min(r.rates):>8,.0f} {max(r.rates):>8,.0f} {ratio:>6} "
             f"{r.cpu_ms_per_1000(r.server_cpu):>7.1f} {r.cpu_ms_per_1000(r.client_cpu):>7.1f}"
         )

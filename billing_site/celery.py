@@ -29,6 +29,13 @@ app.conf.beat_schedule = {
         "schedule": 3600.0,
         "options": {"expires": 3600},
     },
+    # Monthly events partitions exist months ahead; rows stranded in the default partition
+    # get their month's partition (events/partitions.py).
+    "create-event-partitions": {
+        "task": "events.create_partitions",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
+    },
     # Every invoice line recomputed from the raw events, the result kept for the staff home.
     "verify-invoices": {
         "task": "products.verify_invoices",

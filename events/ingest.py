@@ -326,18 +326,31 @@ def validate_batch(payload: object, *, now: datetime) -> list[EventRow]:
 # Parameters are sent binary (`%b`, server-side binding): Django's own cursor binds client-side as
 # text, and quoting 5,000 array elements in Python cost as much as the insert itself (~11 ms of a
 # 1,000-event batch, against ~0.5 ms binary). The metadata is still parsed by jsonb from its text.
+#
+# events_event is partitioned by month, so no unique index can span its partitions: `keys` claims
+# each new event_id in events_eventkey first (ON CONFLICT DO NOTHING: a concurrent batch holding
+# the same id makes this one wait for its commit, then skip it), and only events whose key was
+# written here are inserted. The batch log records the batch's timestamp range, which lets a
+# rollup's read of the claimed ids prune to those months (events/queries.py).
 _INSERT_SQL = """
-WITH inserted AS (
-    INSERT INTO events_event (event_id, customer_id, event_name, timestamp, metadata, ingested_at)
-    SELECT event_id, customer_id, event_name, ts, metadata, %b
-    FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[]::jsonb[])
+WITH incoming AS (
+    SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[]::jsonb[])
         AS incoming(event_id, customer_id, event_name, ts, metadata)
-    ORDER BY event_id
+), keys AS (
+    INSERT INTO events_eventkey (event_id)
+    SELECT event_id FROM incoming ORDER BY event_id
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING id
+    RETURNING event_id
+), inserted AS (
+    INSERT INTO events_event (event_id, customer_id, event_name, timestamp, metadata, ingested_at)
+    SELECT i.event_id, i.customer_id, i.event_name, i.ts, i.metadata, %b
+    FROM incoming i JOIN keys USING (event_id)
+    ORDER BY i.event_id
+    RETURNING id, timestamp
 ), batch AS (
-    INSERT INTO events_ingestbatch (event_ids, created_at)
-    SELECT array_agg(id ORDER BY id), %b FROM inserted HAVING count(*) > 0
+    INSERT INTO events_ingestbatch (event_ids, first_timestamp, last_timestamp, created_at)
+    SELECT array_agg(id ORDER BY id), min(timestamp), max(timestamp), %b
+    FROM inserted HAVING count(*) > 0
     RETURNING cardinality(event_ids) AS stored
 )
 SELECT coalesce((SELECT stored FROM batch), 0)
@@ -377,12 +390,12 @@ def store_batch(rows: list[EventRow], *, now: datetime, admit: Admission) -> int
     durable.
     """
     params = [
-        now,
         [r.event_id for r in rows],
         [r.customer_id for r in rows],
         [r.event_name for r in rows],
         [r.timestamp for r in rows],
         [r.metadata_json for r in rows],
+        now,
         now,
     ]
 

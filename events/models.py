@@ -11,7 +11,12 @@ from billing_site.jsonutil import ExactJSONDecoder, ExactJSONEncoder
 
 
 class Event(models.Model):
+    """One stored event. The table is range-partitioned by month of `timestamp` (migration 0005,
+    events/partitions.py): the database's primary key is (id, timestamp), and `event_id` is kept
+    unique by `EventKey`, written in the same statement (events/ingest.py)."""
+
     # The surrogate key records ingestion order, which breaks ties for the `last` aggregation.
+    # Unique by its sequence; the database's key adds `timestamp`, as partitioning requires.
     id = models.BigAutoField(primary_key=True)
     event_id = models.CharField(max_length=255, help_text="Client-chosen idempotency key.")
     customer_id = models.CharField(max_length=255)
@@ -23,12 +28,10 @@ class Event(models.Model):
     ingested_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [
-            # A constraint rather than unique=True: Django would add a second (LIKE) index to a
-            # unique CharField, which every ingest would pay for.
-            models.UniqueConstraint(fields=["event_id"], name="event_event_id_unique"),
-        ]
         indexes = [
+            # Not unique: a partitioned table's unique index must include `timestamp`. Lookups by
+            # event_id (GET /events/{id}, explain, the admin search) probe each month's index.
+            models.Index(fields=["event_id"], name="event_event_id"),
             models.Index(
                 fields=["customer_id", "event_name", "timestamp"], name="event_customer_name_ts"
             ),
@@ -42,6 +45,36 @@ class Event(models.Model):
         return self.event_id
 
 
+class EventKey(models.Model):
+    """Every `event_id` ever stored: the exact, cross-partition dedupe of ingestion.
+
+    Written by the ingest statement before the events (ON CONFLICT DO NOTHING RETURNING), so an
+    event is stored only when its key is new, atomically with the write. Keys of archived months
+    are kept: a repeat of an archived event_id is still ignored. Created by migration 0005 with
+    its primary key alone (Django would add a LIKE index to a CharField key).
+    """
+
+    event_id = models.CharField(max_length=255, primary_key=True)
+
+    def __str__(self) -> str:
+        return self.event_id
+
+
+class ArchivedMonth(models.Model):
+    """A month whose events partition was detached by `manage.py archive_events`."""
+
+    month = models.DateField(primary_key=True, help_text="First day of the month (UTC).")
+    rows = models.BigIntegerField()
+    dump_path = models.CharField(max_length=500, null=True, blank=True)
+    archived_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["month"]
+
+    def __str__(self) -> str:
+        return self.month.strftime("%Y-%m")
+
+
 class IngestBatch(models.Model):
     """One row per accepted request that stored new events, written in the same statement.
 
@@ -51,6 +84,11 @@ class IngestBatch(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     event_ids = ArrayField(models.BigIntegerField())
+    # The range of the batch's event timestamps: a rollup's read of the claimed ids then prunes
+    # to the partitions of those months instead of probing every month's primary key.
+    # Null on batches logged before migration 0005.
+    first_timestamp = models.DateTimeField(null=True)
+    last_timestamp = models.DateTimeField(null=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

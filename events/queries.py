@@ -5,7 +5,15 @@ Rollups and usage queries call these instead of reading `events_*` tables on the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.db import connection
+
+from billing_site.errors import DomainError
+from events.models import ArchivedMonth
+from events.partitions import Month
 
 # Ids of stored events that no rollup has counted yet. Inside one statement this is consistent
 # with the buckets: a batch disappears from here in the same commit that adds it to buckets.
@@ -14,12 +22,42 @@ PENDING_EVENT_IDS_SQL = "SELECT unnest(event_ids) FROM events_ingestbatch"
 EVENTS_TABLE = "events_event"
 
 
-def claim_pending_batches(max_batches: int) -> list[int]:
-    """Take committed, unclaimed batches off the log and return their event ids.
+@dataclass(frozen=True)
+class ClaimedEvents:
+    """The events of claimed ingest batches: their ids and the range of their timestamps.
+
+    The range is what makes reading them cheap on a table partitioned by month: with it the
+    read prunes to the months the batches touched instead of probing every month's key.
+    None when a claimed batch predates the logging of ranges (migration 0005).
+    """
+
+    event_ids: list[int]
+    first_timestamp: datetime | None
+    last_timestamp: datetime | None
+
+    def subset(self, event_ids: list[int]) -> ClaimedEvents:
+        """Some of these events (the same range still bounds them)."""
+        return ClaimedEvents(event_ids, self.first_timestamp, self.last_timestamp)
+
+
+def claimed_events_sql(claim: ClaimedEvents, alias: str = "e") -> tuple[str, list]:
+    """The condition "`alias` is one of the claimed events", for a WHERE clause on events_event,
+    with its parameters. Bound as literals (Django's cursor), so the planner prunes partitions."""
+    if claim.first_timestamp is None or claim.last_timestamp is None:
+        return f"{alias}.id = ANY(%s)", [claim.event_ids]
+    return (
+        f"{alias}.id = ANY(%s) AND {alias}.timestamp >= %s AND {alias}.timestamp <= %s",
+        [claim.event_ids, claim.first_timestamp, claim.last_timestamp],
+    )
+
+
+def claim_pending_batches(max_batches: int) -> ClaimedEvents:
+    """Take committed, unclaimed batches off the log and return their events.
 
     Must run inside the transaction that applies them: the rows are deleted there, so either the
     buckets and the deletion commit together or neither does. SKIP LOCKED lets several workers
     claim disjoint batches at once; an uncommitted batch is invisible until its ingest commits.
+    Read the events with `claimed_events_sql`.
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -28,11 +66,19 @@ def claim_pending_batches(max_batches: int) -> list[int]:
             WHERE id IN (
                 SELECT id FROM events_ingestbatch ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
             )
-            RETURNING event_ids
+            RETURNING event_ids, first_timestamp, last_timestamp
             """,
             [max_batches],
         )
-        return [event_id for (event_ids,) in cursor.fetchall() for event_id in event_ids]
+        rows = cursor.fetchall()
+    firsts = [first for _, first, _ in rows]
+    lasts = [last for _, _, last in rows]
+    known = rows and None not in firsts and None not in lasts
+    return ClaimedEvents(
+        [event_id for (event_ids, _, _) in rows for event_id in event_ids],
+        min(firsts) if known else None,
+        max(lasts) if known else None,
+    )
 
 
 def pending_batch_stats() -> tuple[int, int]:
@@ -65,3 +111,44 @@ def event_names(limit: int) -> list[str]:
             [limit],
         )
         return [name for (name,) in cursor.fetchall()]
+
+
+def archived_before() -> datetime | None:
+    """The start of the first month not archived (every month before it is), or None.
+
+    Raw events before it are gone from the table: usage over them comes from rollups only.
+    """
+    last = ArchivedMonth.objects.order_by("-month").values_list("month", flat=True).first()
+    return Month.of(last).next().start if last else None
+
+
+class EventsArchived(DomainError):
+    """An answer needs raw events of a month that `archive_events` detached."""
+
+    status = 409
+    code = "EVENTS_ARCHIVED"
+
+
+def event_id_was_stored(event_id: str) -> bool:
+    """Whether an event with this id was ever stored (its key stays after archiving)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM events_eventkey WHERE event_id = %s)", [event_id]
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def refuse_archived_ranges(ranges: Iterable[tuple[datetime, datetime]], what: str) -> None:
+    """Raise EventsArchived when any of `ranges` of raw events starts in an archived month:
+    an answer computed without them would be silently short."""
+    horizon = archived_before()
+    if horizon is None:
+        return
+    for start, _ in ranges:
+        if start < horizon:
+            raise EventsArchived(
+                f"{what} needs the raw events from {start.isoformat()}, but the events of "
+                f"every month before {Month.of(horizon)} are archived. Usage there is kept in "
+                "rollups: windows of whole UTC hours are still answered, and invoices keep "
+                "their lines."
+            )

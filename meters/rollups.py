@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from billing_site.retries import with_retries
-from events.queries import EVENTS_TABLE, PENDING_EVENT_IDS_SQL, claim_pending_batches
+from events.queries import (
+    EVENTS_TABLE,
+    PENDING_EVENT_IDS_SQL,
+    ClaimedEvents,
+    archived_before,
+    claim_pending_batches,
+    claimed_events_sql,
+)
 from meters.models import Meter
 from meters.usage import (
     BUCKET_COLUMNS,
@@ -68,16 +75,17 @@ _MERGE_INTO_EXISTING = """
 """
 
 
-def _ids_by_event_name(event_ids: list[int]) -> dict[str, list[int]]:
+def _ids_by_event_name(claim: ClaimedEvents) -> dict[str, list[int]]:
     """The claimed events grouped by name: each meter then reads only the events it can match."""
+    claimed_sql, claimed_params = claimed_events_sql(claim)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT event_name, array_agg(id ORDER BY id) FROM {EVENTS_TABLE}
-            WHERE id = ANY(%s)
+            SELECT event_name, array_agg(id ORDER BY id) FROM {EVENTS_TABLE} e
+            WHERE {claimed_sql}
             GROUP BY event_name
             """,
-            [event_ids],
+            claimed_params,
         )
         return dict(cursor.fetchall())
 
@@ -92,8 +100,9 @@ def _lock_meters_for_share(event_names: list[str]) -> list[Meter]:
     return list(Meter.objects.filter(id__in=meter_ids).order_by("id"))
 
 
-def _apply_delta(meter: Meter, event_ids: list[int]) -> None:
+def _apply_delta(meter: Meter, claim: ClaimedEvents) -> None:
     """Add the given events' contributions to the meter's hourly and daily buckets."""
+    claimed_sql, claimed_params = claimed_events_sql(claim)
     match_sql, match_params = matching_events_sql(meter)
     row_sql, row_params = event_row_sql(meter)
     per_hour = "(SELECT delta.*, date_trunc('day', hour, 'UTC') AS day FROM delta)"
@@ -103,7 +112,7 @@ def _apply_delta(meter: Meter, event_ids: list[int]) -> None:
             FROM (
                 SELECT e.customer_id, date_trunc('hour', e.timestamp, 'UTC') AS hour, {row_sql}
                 FROM {EVENTS_TABLE} e
-                WHERE e.id = ANY(%s) AND {match_sql}
+                WHERE {claimed_sql} AND {match_sql}
             ) matched
             GROUP BY customer_id, hour
         ), hourly AS (
@@ -123,7 +132,7 @@ def _apply_delta(meter: Meter, event_ids: list[int]) -> None:
         SELECT (SELECT count(*) FROM hourly), (SELECT count(*) FROM daily)
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*row_params, event_ids, *match_params, meter.id, meter.id])
+        cursor.execute(sql, [*row_params, *claimed_params, *match_params, meter.id, meter.id])
 
 
 def roll_up_pending(*, max_batches: int = MAX_BATCHES_PER_TRANSACTION) -> int:
@@ -131,15 +140,15 @@ def roll_up_pending(*, max_batches: int = MAX_BATCHES_PER_TRANSACTION) -> int:
 
     def work() -> int:
         with transaction.atomic():
-            event_ids = claim_pending_batches(max_batches)
-            if not event_ids:
+            claim = claim_pending_batches(max_batches)
+            if not claim.event_ids:
                 return 0
             # Grouped once here rather than filtered by every meter: with ten event names, each
             # meter otherwise looked up all claimed events to keep a tenth of them.
-            ids_by_name = _ids_by_event_name(event_ids)
+            ids_by_name = _ids_by_event_name(claim)
             for meter in _lock_meters_for_share(list(ids_by_name)):
-                _apply_delta(meter, ids_by_name[meter.event_name])
-            return len(event_ids)
+                _apply_delta(meter, claim.subset(ids_by_name[meter.event_name]))
+            return len(claim.event_ids)
 
     return with_retries(work, attempts=RETRIES, backoff_seconds=0.05)
 
@@ -227,9 +236,19 @@ def backfill_step(meter_id: str, *, now: datetime | None = None, days: int | Non
             horizon = _day_floor(moment + timedelta(hours=1)) + DAY
             if meter.backfill_next_day is None:
                 first_day = _first_event_day(meter)
+                # Archived months have no raw events left: their buckets stay as they are.
+                kept_until = archived_before()
+                if first_day is not None and kept_until is not None:
+                    first_day = max(first_day, kept_until)
                 with connection.cursor() as cursor:
-                    for table in ("meters_hourlyusage", "meters_dailyusage"):
-                        cursor.execute(f"DELETE FROM {table} WHERE meter_id = %s", [meter.id])
+                    for table, column in (
+                        ("meters_hourlyusage", "hour"),
+                        ("meters_dailyusage", "day"),
+                    ):
+                        cursor.execute(
+                            f"DELETE FROM {table} WHERE meter_id = %s AND {column} >= %s",
+                            [meter.id, kept_until or datetime.min.replace(tzinfo=UTC)],
+                        )
                 if first_day is None:
                     meter.backfilled_version = meter.definition_version
                     meter.backfill_days_total = meter.backfill_days_done = 0

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.db import connection
 
-from events.queries import EVENTS_TABLE, PENDING_EVENT_IDS_SQL
+from events.queries import EVENTS_TABLE, PENDING_EVENT_IDS_SQL, refuse_archived_ranges
 from meters.filters import filter_sql
 from meters.models import Aggregation, Meter
 
@@ -297,6 +297,8 @@ def _usage_rows(
     else:
         parts = WindowParts([(start, end)], [], [])
 
+    # Rollups keep archived months' usage; only their raw events (the edges) are gone.
+    refuse_archived_ranges(parts.raw, f"Usage of meter {meter.id} from {start} to {end}")
     customer_list = list(customer_ids) if customer_ids is not None else None
 
     def group_exprs(customer_col: str, time_col: str) -> str:

@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 
 from billing_site.jsonutil import exact_dumps
+from events.queries import EventsArchived
 from products import explain, proofs
 from products.models import InvoiceLine
 
@@ -23,7 +24,10 @@ def event_explain_view(request: HttpRequest, event_id: str, *, can_view: bool) -
     """Why this event is (not) billed, for staff who may read events."""
     if not can_view:
         raise PermissionDenied
-    answer = explain.explain_event(event_id)
+    try:
+        answer = explain.explain_event(event_id)
+    except EventsArchived as archived:
+        return HttpResponse(archived.message, status=archived.status, content_type="text/plain")
     if answer is None:
         raise Http404(f"No event {event_id!r} was stored or refused.")
     return TemplateResponse(

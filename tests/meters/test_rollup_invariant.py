@@ -152,8 +152,8 @@ def _body(events: list[dict]) -> bytes:
 def _reset() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE events_event, events_ingestbatch, meters_hourlyusage, meters_dailyusage,"
-            " meters_meter CASCADE"
+            "TRUNCATE events_event, events_eventkey, events_ingestbatch, meters_hourlyusage,"
+            " meters_dailyusage, meters_meter CASCADE"
         )
 
 

@@ -154,8 +154,8 @@ def _ingest(batches):
 def _reset():
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE events_event, events_ingestbatch, meters_hourlyusage, meters_dailyusage,"
-            " meters_meter CASCADE"
+            "TRUNCATE events_event, events_eventkey, events_ingestbatch, meters_hourlyusage,"
+            " meters_dailyusage, meters_meter CASCADE"
         )
 
 

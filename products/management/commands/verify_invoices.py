@@ -34,6 +34,11 @@ class Command(BaseCommand):
             if result.unproven_lines
             else ""
         )
+        if result.archived_lines:
+            self.stdout.write(
+                f"{result.archived_lines:,} lines of periods in archived months not verified: "
+                "their raw events were archived (manage.py archive_events)."
+            )
         self.stdout.write(
             f"{result.lines_verified:,} invoice lines verified against "
             f"{result.events_verified:,} events{unproven}, {result.mismatch_count} mismatches "
