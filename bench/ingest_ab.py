@@ -5,13 +5,13 @@
 
 On a shared machine back-to-back runs of `bench.ingest` move by ±40% with the load of others; this
 starts both servers at once (gunicorn, 4 sync workers each, production settings, each tree on its
-own database `billing_ab_before` / `billing_ab_after`, migrated by its own tree), then sends every
-chunk of `--chunk` batches of 1,000 events (10% repeated ids) to one server and then the other,
-alternating which goes first, so drifting load hits both alike. Two streams: accepted batches,
-then the same batches each with one event 60 days old (refused whole, so the refusal path and,
-where the tree keeps refused events, their insert). Prints events/s per tree and after/before:
-the ratio of total times and the median ratio of chunk times. `--before` is any checkout, e.g.
-`git archive main | tar -x -C /tmp/main-tree`.
+own database `billing_ab_before` / `billing_ab_after` (`--db-prefix`), migrated by its own tree),
+then sends every chunk of `--chunk` batches of 1,000 events (10% repeated ids) to one server and
+then the other, alternating which goes first, so drifting load hits both alike. Two streams:
+accepted batches, then the same batches each with one event 60 days old (refused whole, so the
+refusal path and, where the tree keeps refused events, their insert). Prints events/s per tree
+and after/before: the ratio of total times and the median ratio of chunk times. `--before` is
+any checkout, e.g. `git archive main | tar -x -C /tmp/main-tree`.
 """
 
 from __future__ import annotations
@@ -34,13 +34,14 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--chunk", type=int, default=10, help="batches sent to one side in a row")
     parser.add_argument("--server-url", default=common.DEFAULT_SERVER_URL)
+    parser.add_argument("--db-prefix", default="billing_ab", help="databases PREFIX_before/after")
     args = parser.parse_args()
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     servers, databases, keys = {}, {}, {}
     with ExitStack() as stack:
         for name, tree in trees.items():
             common.REPO_ROOT = tree  # manage.py and gunicorn run from (and import) this tree
-            db = common.recreate_database(args.server_url, f"billing_ab_{name}")
+            db = common.recreate_database(args.server_url, f"{args.db_prefix}_{name}")
             env = common.project_env(db, Path(tempfile.mkdtemp(prefix="bench-data-")))
             env.update(API_RATE_LIMIT_PER_SECOND="0", API_RATE_LIMIT_PER_MINUTE="0")
             common.manage(env, "migrate", "--no-input")

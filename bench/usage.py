@@ -54,6 +54,7 @@ from bench.common import (
     project_env,
     recreate_database,
 )
+from events.partitions import Month, create_month_partition, month_partitions
 
 DAYS = 30
 EVENTS_PER_BATCH = 1000
@@ -190,6 +191,13 @@ def load_events(
             conn.execute(f'ALTER TABLE events_event DROP CONSTRAINT "{name}"')
         for name, _ in indexes:
             conn.execute(f"DROP INDEX {name}")
+        # The months' partitions, as the beat task would have made them as the events arrived.
+        with conn.cursor() as cursor:
+            month, last = Month.of(start), Month.of(start + timedelta(days=DAYS))
+            while month <= last:
+                if month not in month_partitions(cursor):
+                    create_month_partition(cursor, month)
+                month = month.next()
         started = time.perf_counter()
         with (
             conn.cursor() as cursor,
@@ -206,7 +214,8 @@ def load_events(
         for name, definition in constraints:
             conn.execute(f'ALTER TABLE events_event ADD CONSTRAINT "{name}" {definition}')
         for _, definition in indexes:
-            conn.execute(definition)
+            # A partitioned index reads back as ON ONLY (the parent alone): build it everywhere.
+            conn.execute(definition.replace(" ON ONLY ", " ON ", 1))
         timings["index_s"] = time.perf_counter() - started
     started = time.perf_counter()
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -302,10 +311,10 @@ def rewind(since: datetime, batch_size: int = EVENTS_PER_BATCH) -> int:
         cursor.execute("DELETE FROM meters_dailyusage WHERE day >= %s", [since])
         cursor.execute(
             """
-            INSERT INTO events_ingestbatch (event_ids, created_at)
-            SELECT array_agg(id ORDER BY id), now()
+            INSERT INTO events_ingestbatch (event_ids, first_timestamp, last_timestamp, created_at)
+            SELECT array_agg(id ORDER BY id), min(timestamp), max(timestamp), now()
             FROM (
-                SELECT id, (row_number() OVER (ORDER BY id) - 1) / %s AS batch
+                SELECT id, timestamp, (row_number() OVER (ORDER BY id) - 1) / %s AS batch
                 FROM events_event WHERE timestamp >= %s
             ) numbered
             GROUP BY batch

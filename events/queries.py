@@ -141,6 +141,9 @@ def event_id_was_stored(event_id: str) -> bool:
 def refuse_archived_ranges(ranges: Iterable[tuple[datetime, datetime]], what: str) -> None:
     """Raise EventsArchived when any of `ranges` of raw events starts in an archived month:
     an answer computed without them would be silently short."""
+    ranges = list(ranges)
+    if not ranges:
+        return
     horizon = archived_before()
     if horizon is None:
         return

@@ -30,9 +30,10 @@ class EventExplainView(StrictQueryMixin, APIView):
             "REJECTED_EVENTS_RETENTION_DAYS), its customer, and for every active meter of its "
             "event name (and of names differing by case or a small edit): matched or the failed "
             "filter condition by path, counted or why skipped, and the invoice line that billed "
-            f"it or why none did. 404 for an id never seen. {EXTENSION}"
+            "it or why none did. 404 for an id never seen; 409 `EVENTS_ARCHIVED` for an event "
+            f"stored in a month since archived (`manage.py archive_events`). {EXTENSION}"
         ),
-        responses={200: OpenApiResponse(description="The explanation."), 404: None},
+        responses={200: OpenApiResponse(description="The explanation."), 404: None, 409: None},
     )
     def get(self, request, event_id: str):
         # GET /events/{id} takes any id, slashes included: an event stored as "x/explain"

@@ -327,7 +327,7 @@ def _usage_from_rollups(meter, customer_id):
     )
 
 
-def test_archive_is_refused_while_a_period_is_open_and_accepted_once_invoiced(tmp_path):
+def test_archive_is_refused_while_a_period_is_open_and_accepted_once_invoiced(tmp_path, api):
     meter, subscription = _billed_january()
     rollups.run_rollups()
 
@@ -374,6 +374,8 @@ def test_archive_is_refused_while_a_period_is_open_and_accepted_once_invoiced(tm
         meter_usage(meter, subscription.customer_id, ANCHOR, ANCHOR + timedelta(days=3))
     with pytest.raises(EventsArchived, match="jan-0"):
         explain_event("jan-0")
+    answer = api.get("/api/events/jan-0/explain")
+    assert answer.status_code == 409 and answer.json()["code"] == "EVENTS_ARCHIVED"
     result = proofs.verify()
     assert result.archived_lines == 1 and result.mismatch_count == 0
     # The keys of archived events stay: a repeat (stamped later) is still ignored.
@@ -394,3 +396,30 @@ def test_archive_names_every_reason_to_wait():
     assert f"meter {meter.id} is being backfilled" in message
     assert f"subscription {subscription.subscription_id} has its period" in message
     assert not ArchivedMonth.objects.exists()
+
+
+def test_the_beat_task_keeps_months_ahead_and_rescues_the_default_partition():
+    from billing_site.celery import app
+    from events.tasks import create_partitions
+
+    assert app.conf.beat_schedule["create-event-partitions"]["task"] == "events.create_partitions"
+    ingest_events(
+        [
+            {
+                "event_id": "stray",
+                "customer_id": "c",
+                "event_name": "n",
+                "timestamp": "2026-01-05T08:00:00Z",
+            }
+        ],
+        now=datetime(2026, 1, 20, tzinfo=UTC),
+    )
+    assert _partition_of("stray") == "events_event_default"
+    created = create_partitions.apply().get()
+    assert "2026-01" in created
+    assert _partition_of("stray") == "events_event_p2026_01"
+    with connection.cursor() as cursor:
+        months = month_partitions(cursor)
+    this_month = Month.of(datetime.now(UTC))
+    assert {this_month, this_month.next(), this_month.next().next()} <= set(months)
+    assert create_partitions.apply().get() == []  # idempotent
