@@ -11,11 +11,11 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, NamedTuple
 
+import msgspec
 import psycopg
 from django.conf import settings
 from django.db import connection, transaction
@@ -26,6 +26,7 @@ from billing_site.metadata import (
     MAX_FRACTION_DIGITS,
     MAX_KEY_LENGTH,
     MAX_METADATA_KEYS,
+    MAX_NUMBER_MAGNITUDE,
     MAX_STRING_VALUE_LENGTH,
     is_storable_number,
 )
@@ -77,8 +78,10 @@ class InvalidEvents(InvalidInput):
             self.status = 400
 
 
-@dataclass(frozen=True)
-class EventRow:
+class EventRow(NamedTuple):
+    """A validated event as stored. A named tuple: 1,000 are built per batch, and a tuple costs a
+    third of a frozen dataclass (~0.35 against ~1.1 microseconds each)."""
+
     event_id: str
     customer_id: str
     event_name: str
@@ -86,12 +89,16 @@ class EventRow:
     metadata_json: str
 
 
-def parse_body(body: bytes) -> object:
-    """Parse JSON keeping decimals exact (`0.1` stays `Decimal("0.1")`, never a float)."""
+def _check_size(body: bytes) -> None:
     if len(body) > settings.INGEST_MAX_BODY_BYTES:
         raise PayloadTooLarge(
             f"The body is {len(body)} bytes; the limit is {settings.INGEST_MAX_BODY_BYTES}."
         )
+
+
+def parse_body(body: bytes) -> object:
+    """Parse JSON keeping decimals exact (`0.1` stays `Decimal("0.1")`, never a float)."""
+    _check_size(body)
     try:
         return exact_loads(body)
     except JSONTooDeep as exc:
@@ -412,16 +419,125 @@ def store_batch(rows: list[EventRow], *, now: datetime, admit: Admission) -> int
 def ingest(body: bytes, *, now: datetime, admit: Admission) -> int:
     """The whole ingestion request: parse, validate, store. Returns the count of new events.
 
+    A batch the fast decoder proves valid (`fast_rows`) skips the exact path; any other body
+    goes through `parse_body` and `validate_batch`, which give every answer and error as before.
     A refused request leaves its event ids behind (`record_refusals`), after the write
     transaction rolled back; an accepted one costs nothing more.
     """
-    payload = parse_body(body)
+    _check_size(body)
+    rows = fast_rows(body, now=now)
+    payload: object = None
+    if rows is None:
+        payload = parse_body(body)
+        try:
+            rows = validate_batch(payload, now=now)
+        except InvalidEvents as refusal:
+            record_refusals(payload, refusal, now=now)
+            raise
     try:
-        rows = validate_batch(payload, now=now)
         return store_batch(rows, now=now, admit=admit)
-    except InvalidEvents as refusal:
+    except InvalidEvents as refusal:  # the admission rule refused it (an invoiced period)
+        if payload is None:  # the fast decoder accepted it, so it is JSON json.loads reads too
+            payload = exact_loads(body)
         record_refusals(payload, refusal, now=now)
         raise
+
+
+# --- the fast path ------------------------------------------------------------------------------
+#
+# A valid batch of 1,000 events cost ~2.5 ms to parse with `json.loads` and ~8 ms to validate in
+# Python. msgspec decodes the body straight into typed structs, checking in C what the schema can
+# say (fields known and present, strings with their lengths, the batch size, the metadata's key
+# lengths and count); numbers with a fraction reach `Decimal` from their literal text
+# (`float_hook`), so they stay exact. Python then checks only what the schema cannot: timestamps,
+# metadata values, repeated ids. The fast path never refuses anything: at the first doubt it
+# returns None and the exact path answers, so errors, their order and their codes stay exactly
+# the exact path's. It differs from `json.loads` in what it refuses, never in what it accepts:
+# lone surrogate escapes, NaN and Infinity, a byte order mark, UTF-8-encoded surrogates,
+# integers past msgspec's limit and nesting past its recursion limit all raise in msgspec (the
+# exact path then answers as before). Duplicate keys keep the last value in both.
+
+_Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+_MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_LENGTH)]
+_Metadata = Annotated[dict[_MetadataKey, Any], msgspec.Meta(max_length=MAX_METADATA_KEYS)]
+# gc=False: these structs hold strings, dicts and lists that never point back at them, so they
+# can be in no reference cycle; untracked, 1,000 of them do not trigger collections.
+
+
+class _FastEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    event_id: _Identifier
+    customer_id: _Identifier
+    event_name: _Identifier
+    timestamp: str | None = None
+    metadata: _Metadata | None = None
+
+
+class _FastBatch(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    events: Annotated[list[_FastEvent], msgspec.Meta(min_length=1, max_length=MAX_EVENTS)]
+
+
+_FAST_DECODER = msgspec.json.Decoder(_FastBatch, float_hook=Decimal)
+# Decimals as JSON numbers, written from their own digits (`str(Decimal)`), as exact_dumps does.
+_METADATA_ENCODER = msgspec.json.Encoder(decimal_format="number")
+_INT_LIMIT = int(MAX_NUMBER_MAGNITUDE)
+# NUL reaches a decoded string only as this escape (a raw one is not JSON). Lone surrogates
+# cannot reach one at all: msgspec refuses their escapes and their UTF-8 bytes.
+_NUL_ESCAPE = b"\\u0000"
+
+
+def fast_rows(body: bytes, *, now: datetime) -> list[EventRow] | None:
+    """The rows of a batch that breaks no rule, or None when it might break one (the exact path
+    then decides). Whenever it returns rows, `validate_batch(parse_body(body))` returns the same
+    (tests/events/test_fast_decoder.py holds it to that)."""
+    if _NUL_ESCAPE in body:
+        return None
+    try:
+        batch = _FAST_DECODER.decode(body)
+    except (msgspec.MsgspecError, RecursionError, ValueError):
+        return None
+    future_limit = now + timedelta(seconds=settings.EVENT_FUTURE_TOLERANCE_SECONDS)
+    late_limit = now - timedelta(days=settings.EVENT_LATE_WINDOW_DAYS)
+    fromisoformat = datetime.fromisoformat
+    encode = _METADATA_ENCODER.encode
+    rows: list[EventRow] = []
+    for event in batch.events:
+        raw = event.timestamp
+        if raw is None:
+            moment = now
+        else:
+            try:
+                moment = fromisoformat(raw)
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=UTC)
+                moment = moment.astimezone(UTC)
+            except (ValueError, OverflowError):
+                return None
+            if not late_limit <= moment <= future_limit:
+                return None
+        metadata = event.metadata
+        if metadata:
+            for value in metadata.values():
+                kind = type(value)
+                if kind is str:
+                    if len(value) > MAX_STRING_VALUE_LENGTH:
+                        return None
+                elif kind is int:
+                    if not -_INT_LIMIT < value < _INT_LIMIT:
+                        return None
+                elif kind is Decimal:
+                    if not is_storable_number(value):
+                        return None
+                elif kind is not bool:  # null, or a nested object or array
+                    return None
+            metadata_json = encode(metadata).decode()
+        else:
+            metadata_json = "{}"
+        rows.append(
+            EventRow(event.event_id, event.customer_id, event.event_name, moment, metadata_json)
+        )
+    if len({row.event_id for row in rows}) != len(rows):
+        return None
+    return rows
 
 
 def _text_field(event: dict, field: str, limit: int) -> str | None:
