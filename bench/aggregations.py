@@ -2,7 +2,7 @@
 
     python -m bench.aggregations                    # 1M events, 1,000 customers, 30 days
     python -m bench.aggregations --events 10000000
-    python -m bench.aggregations --skip-load --bitmap-prototype   # the loaded database again
+    python -m bench.aggregations --skip-load [--rebuild]   # the loaded database again
     python -m bench.aggregations --help
 
 It loads the same events as `bench.usage` (its generator and COPY, into its own database), puts
@@ -17,10 +17,12 @@ they get), and measures for each:
   customer over an unaligned 30-day window, the per-customer table, a daily series), from
   rollups, with each one's ratio to the sum meter's.
 
-With `--bitmap-prototype` it also measures a way forward on copies of the unique_count meters'
-buckets (scratch tables, nothing in the schema changes): each set as a bit string over a
-per-meter dictionary of the values, merged by `bit_or` and counted by `bit_count`, checked equal
-to the stored sets' distinct counts and timed against them and against the sum meter's buckets.
+It then times the table and the series again with the sum meter and the unique_count meters
+interleaved run by run, so their ratios are taken under the same load, and reports how the
+unique_count buckets are stored (dense bit strings / sparse positions, bytes, dictionary).
+
+With `--skip-load` meters that are not ready (a migration marked them for a rebuild) are
+backfilled again, all five (timed); `--rebuild` does it anyway.
 """
 
 from __future__ import annotations
@@ -79,22 +81,25 @@ def create_meters(now: datetime) -> list:
 
 
 def existing_meters() -> list:
-    """--skip-load: the meters an earlier run created and backfilled, in METERS order."""
+    """--skip-load: the meters an earlier run created, in METERS order."""
     from meters.models import Meter
 
     meters = [Meter.objects.filter(name=name).first() for name, _, _ in METERS]
-    if not all(meter is not None and meter.rollups_ready for meter in meters):
-        raise BenchmarkFailed(
-            "--skip-load: run once without it first (meters missing or not ready)"
-        )
+    if not all(meter is not None for meter in meters):
+        raise BenchmarkFailed("--skip-load: run once without it first (meters missing)")
     return meters
 
 
 def backfill(meters: list) -> dict[str, float]:
+    from meters.models import Meter
     from meters.rollups import backfill_meter
 
     seconds = {}
     for meter in meters:
+        # As an edit would: the meter is rebuilt over all history from its first day.
+        Meter.objects.filter(pk=meter.pk).update(
+            backfilled_version=0, backfill_next_day=None, backfill_days_done=0
+        )
         started = time.perf_counter()
         if not backfill_meter(meter.id):
             raise BenchmarkFailed(f"backfill of {meter.name} did not finish")
@@ -108,7 +113,7 @@ def backfill(meters: list) -> dict[str, float]:
 
 
 def bucket_sizes(meters: list) -> dict[str, dict]:
-    """Rows and values stored per meter: what a unique_count bucket costs in space."""
+    """Rows, forms and values stored per meter: what a unique_count bucket costs in space."""
     from django.db import connection
 
     sizes = {}
@@ -117,151 +122,65 @@ def bucket_sizes(meters: list) -> dict[str, dict]:
             figures = {}
             for table in ("meters_hourlyusage", "meters_dailyusage"):
                 cursor.execute(
-                    f"SELECT count(*), coalesce(sum(cardinality(distinct_values)), 0),"
-                    f" coalesce(sum(pg_column_size(b.*)), 0) FROM {table} b WHERE meter_id = %s",
+                    f"""SELECT count(*), count(distinct_bits), count(distinct_positions),
+                               coalesce(sum(bit_count(distinct_bits)), 0)
+                               + coalesce(sum(cardinality(distinct_positions)), 0),
+                               coalesce(sum(pg_column_size(distinct_bits)), 0)
+                               + coalesce(sum(pg_column_size(distinct_positions)), 0),
+                               coalesce(sum(pg_column_size(b.*)), 0)
+                        FROM {table} b WHERE meter_id = %s""",
                     [meter.id],
                 )
-                rows, values, size = cursor.fetchone()
-                figures[table] = {"rows": rows, "values": int(values), "bytes": int(size)}
+                rows, dense, sparse, values, set_bytes, size = cursor.fetchone()
+                figures[table] = {
+                    "rows": rows,
+                    "dense": dense,
+                    "sparse": sparse,
+                    "values": int(values),
+                    "set_bytes": int(set_bytes),
+                    "bytes": int(size),
+                }
+            cursor.execute(
+                "SELECT count(*) FROM meters_distinctvalue WHERE meter_id = %s", [meter.id]
+            )
+            figures["dictionary"] = cursor.fetchone()[0]
             sizes[meter.name] = figures
     return sizes
 
 
-# --- the bit-string prototype ------------------------------------------------------------------
+# --- interleaved ratios -------------------------------------------------------------------------
 
-# The whole-bucket part of the usage query, grouped per customer or per day, from a bucket
-# table (`{daily}`, `{hourly}`) or a scratch copy. Raw edges are left out: they cost the same
-# whatever the buckets hold.
-_SHAPES = {
-    "per customer (table)": ("customer_id", "customer_id"),
-    "per day (series)": ("day", "date_trunc('day', hour, 'UTC')"),
+INTERLEAVED = {
+    "per-customer table (usage_by_customer)": lambda m, start, end: _usage().usage_by_customer(
+        m, start, end
+    ),
+    "daily series (usage_series day)": lambda m, start, end: _usage().usage_series(
+        m, start, end, "day"
+    ),
 }
 
 
-def _prototype_sql(kind: str, shape: str, tables: tuple[str, str], meter_filter: str) -> str:
-    daily_group, hourly_group = _SHAPES[shape]
-    daily, hourly = tables
-    if kind == "bits":
-        columns, merged = (
-            "event_count, bits",
-            "sum(event_count), coalesce(bit_count(bit_or(bits)), 0)",
-        )
-    elif kind == "text":
-        columns = "event_count, distinct_values"
-        merged = "sum(event_count) FILTER (WHERE first), count(DISTINCT v)"
-    else:
-        columns, merged = "event_count, value_sum", "sum(event_count), sum(value_sum)"
-    source = f"""
-        SELECT {daily_group} AS g, {columns} FROM {daily}
-        WHERE {meter_filter} AND day >= %(day_start)s AND day < %(day_end)s
-        UNION ALL
-        SELECT {hourly_group} AS g, {columns} FROM {hourly}
-        WHERE {meter_filter} AND ((hour >= %(h1_start)s AND hour < %(h1_end)s)
-                                  OR (hour >= %(h2_start)s AND hour < %(h2_end)s))"""
-    if kind == "text":
-        source = f"""
-            SELECT r.g, r.event_count, dv.v COLLATE "C" AS v, coalesce(dv.p, 1) = 1 AS first
-            FROM ({source}) r
-            LEFT JOIN LATERAL unnest(r.distinct_values) WITH ORDINALITY AS dv(v, p) ON TRUE"""
-    return f"SELECT g, {merged} FROM ({source}) rows GROUP BY g ORDER BY g"
+def _usage():
+    from meters import usage
+
+    return usage
 
 
-def bitmap_prototype(meters: list, window_start: datetime, window_end: datetime, runs: int):
-    """Per unique_count meter: build the dictionary and the bit-string copies of its buckets,
-    check them exact, and time the two shapes for sum, stored text sets and bit strings."""
-    from django.db import connection
-
-    from meters.usage import split_window
-
-    parts = split_window(window_start, window_end)
-    [(day_start, day_end)] = parts.daily
-    (h1_start, h1_end), (h2_start, h2_end) = parts.hourly
-    bounds = dict(
-        day_start=day_start, day_end=day_end,
-        h1_start=h1_start, h1_end=h1_end, h2_start=h2_start, h2_end=h2_end,
-    )  # fmt: skip
-    sum_meter = meters[0]
-    figures = {}
-    with connection.cursor() as cursor:
-        for meter in meters:
-            if meter.aggregation_type != "unique_count":
-                continue
-            cursor.execute("DROP TABLE IF EXISTS bench_dict, bench_bits_daily, bench_bits_hourly")
-            cursor.execute(
-                """
-                CREATE TABLE bench_dict AS
-                SELECT v, (row_number() OVER (ORDER BY v))::int AS id FROM (
-                    SELECT unnest(distinct_values) AS v FROM meters_dailyusage WHERE meter_id = %s
-                    UNION
-                    SELECT unnest(distinct_values) FROM meters_hourlyusage WHERE meter_id = %s
-                ) values_seen
-                """,
-                [meter.id, meter.id],
-            )
-            cursor.execute("CREATE UNIQUE INDEX ON bench_dict (v)")
-            cursor.execute("SELECT count(*) FROM bench_dict")
-            [size] = cursor.fetchone()
-            for table, column in (("daily", "day"), ("hourly", "hour")):
-                cursor.execute(
-                    f"""
-                    CREATE TABLE bench_bits_{table} AS
-                    SELECT b.customer_id, b.{column}, b.event_count,
-                           bit_or(set_bit(repeat('0', %s)::varbit, d.id - 1, 1)) AS bits
-                    FROM meters_{table}usage b
-                    LEFT JOIN LATERAL unnest(b.distinct_values) AS u(v) ON TRUE
-                    LEFT JOIN bench_dict d ON d.v = u.v
-                    WHERE b.meter_id = %s
-                    GROUP BY b.id, b.customer_id, b.{column}, b.event_count
-                    """,
-                    [max(size, 1), meter.id],
-                )
-                cursor.execute(f"CREATE INDEX ON bench_bits_{table} ({column})")
-                cursor.execute(f"ANALYZE bench_bits_{table}")
-            cursor.execute(
-                "SELECT (SELECT coalesce(sum(pg_column_size(distinct_values)), 0) FROM"
-                " meters_hourlyusage WHERE meter_id = %s) + (SELECT coalesce(sum("
-                "pg_column_size(distinct_values)), 0) FROM meters_dailyusage WHERE meter_id = %s),"
-                " (SELECT sum(pg_column_size(bits)) FROM bench_bits_hourly)"
-                " + (SELECT sum(pg_column_size(bits)) FROM bench_bits_daily)",
-                [meter.id, meter.id],
-            )
-            text_bytes, bits_bytes = cursor.fetchone()
-            times = {}
-            for shape in _SHAPES:
-                queries = {
-                    "sum": _prototype_sql(
-                        "sum", shape, ("meters_dailyusage", "meters_hourlyusage"),
-                        f"meter_id = '{sum_meter.id}'",
-                    ),
-                    "text": _prototype_sql(
-                        "text", shape, ("meters_dailyusage", "meters_hourlyusage"),
-                        f"meter_id = '{meter.id}'",
-                    ),
-                    "bits": _prototype_sql(
-                        "bits", shape, ("bench_bits_daily", "bench_bits_hourly"), "TRUE"
-                    ),
-                }  # fmt: skip
-                answers = {}
-                for kind, sql in queries.items():
-                    cursor.execute(sql, bounds)
-                    answers[kind] = [(g, int(n or 0), int(d or 0)) for g, n, d in cursor.fetchall()]
-                if answers["text"] != answers["bits"]:
-                    raise BenchmarkFailed(f"{meter.name}: bit strings differ from the text sets")
-                samples: dict[str, list[float]] = {kind: [] for kind in queries}
-                for _ in range(runs):
-                    for kind, sql in queries.items():  # interleaved: the same load for each
-                        started = time.perf_counter()
-                        cursor.execute(sql, bounds)
-                        cursor.fetchall()
-                        samples[kind].append((time.perf_counter() - started) * 1000)
-                times[shape] = {k: round(statistics.median(v), 1) for k, v in samples.items()}
-            cursor.execute("DROP TABLE bench_dict, bench_bits_daily, bench_bits_hourly")
-            figures[meter.name] = {
-                "dictionary": size,
-                "text_bytes": int(text_bytes),
-                "bits_bytes": int(bits_bytes),
-                "ms": times,
-            }
+def interleaved(meters: list, window_start: datetime, window_end: datetime, runs: int) -> dict:
+    """The table and the series of the sum meter and of each unique_count meter, one after the
+    other in every run, so each ratio is taken under the same moment's load; median ms."""
+    chosen = [meters[0], *(m for m in meters if m.aggregation_type == "unique_count")]
+    samples = {(label, m.name): [] for label in INTERLEAVED for m in chosen}
+    for run in range(runs + 1):
+        for label, query in INTERLEAVED.items():
+            for meter in chosen:
+                started = time.perf_counter()
+                query(meter, window_start, window_end)
+                if run:  # the first run warms the caches
+                    samples[label, meter.name].append((time.perf_counter() - started) * 1000)
+    figures: dict = {}
+    for (label, name), times in samples.items():
+        figures.setdefault(label, {})[name] = round(statistics.median(times), 1)
     return figures
 
 
@@ -274,7 +193,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--skip-load", action="store_true", help="reuse the loaded database and its meters"
     )
     parser.add_argument(
-        "--bitmap-prototype", action="store_true", help="also measure the bit-string sets"
+        "--rebuild",
+        action="store_true",
+        help="with --skip-load: backfill every meter again (done anyway when one is not ready)",
     )
     add_database_options(parser, db_name="billing_bench_aggregations")
     return parser.parse_args(argv)
@@ -294,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
             results["events_loaded"] = loaded
             setup_django(db_url)
             meters = existing_meters()
+            if args.rebuild or not all(meter.rollups_ready for meter in meters):
+                # After a migration that marked meters for a rebuild, or asked: all five again.
+                results["backfill_s"] = {k: round(v, 2) for k, v in backfill(meters).items()}
         else:
             start = data_start_for(datetime.now(UTC).date())
             print(f"creating {args.db_name} and loading {args.events:,} events from {start}")
@@ -324,10 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                     "p95_ms": round(row.p95(row.rollups_ms), 2),
                 }
         results["latency"] = latency
-        if args.bitmap_prototype:
-            results["bitmap_prototype"] = bitmap_prototype(
-                meters, window_start, window_end, args.runs
-            )
+        results["interleaved_ms"] = interleaved(meters, window_start, window_end, args.runs)
     except BenchmarkFailed as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
@@ -349,6 +270,15 @@ def report(results: dict) -> None:
         print(f"{table + ' rows':<48}" + rows)
         values = "".join(f"{results['buckets'][n][table]['values']:>20,}" for n in names)
         print(f"{table + ' distinct values stored':<48}" + values)
+        forms = "".join(
+            f"{results['buckets'][n][table]['dense']:>10,}/{results['buckets'][n][table]['sparse']:<9,}"
+            for n in names
+        )
+        print(f"{table + ' dense/sparse':<48}" + forms)
+        set_bytes = "".join(f"{results['buckets'][n][table]['set_bytes']:>20,}" for n in names)
+        print(f"{table + ' bytes of the sets':<48}" + set_bytes)
+    dictionary = "".join(f"{results['buckets'][n]['dictionary']:>20,}" for n in names)
+    print(f"{'dictionary values':<48}" + dictionary)
     print("\nlatency from rollups, ms, median / p95 (x: median over sum's):")
     for query, by_meter in results["latency"].items():
         reference = by_meter[names[0]]["median_ms"]
@@ -358,18 +288,11 @@ def report(results: dict) -> None:
             ratio = figures["median_ms"] / reference
             cells.append(f"{figures['median_ms']:.1f}/{figures['p95_ms']:.1f} {ratio:.1f}x")
         print(f"{query:<48}" + "".join(f"{cell:>20}" for cell in cells))
-    for meter_name, figures in results.get("bitmap_prototype", {}).items():
-        print(
-            f"\nbit-string prototype, {meter_name}: {figures['dictionary']:,} values in the "
-            f"dictionary; sets {figures['text_bytes']:,} bytes as text, "
-            f"{figures['bits_bytes']:,} as bits; whole buckets of the window, ms median:"
-        )
-        for shape, times in figures["ms"].items():
-            ratio = times["bits"] / times["sum"]
-            print(
-                f"  {shape:<28} sum {times['sum']:>7.1f}  text sets {times['text']:>7.1f}"
-                f"  bits {times['bits']:>7.1f}  bits/sum {ratio:.1f}x"
-            )
+    print("\ninterleaved (sum, then each unique_count meter, in every run), median ms:")
+    for query, by_meter in results["interleaved_ms"].items():
+        reference = by_meter[names[0]]
+        cells = [f"{name} {ms:.1f} ({ms / reference:.1f}x)" for name, ms in by_meter.items()]
+        print(f"  {query:<44}" + "   ".join(cells))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,13 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 
+class BitVaryingField(models.Field):
+    """PostgreSQL `bit varying`, read and written as a string of 0s and 1s."""
+
+    def db_type(self, connection) -> str:
+        return "bit varying"
+
+
 class NumericField(models.DecimalField):
     """PostgreSQL `numeric` with no precision or scale: exact at any size, stored compactly.
 

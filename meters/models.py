@@ -6,7 +6,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
-from billing_site.fields import NumericField
+from billing_site.fields import BitVaryingField, NumericField
 from billing_site.ids import new_meter_id
 from billing_site.jsonutil import ExactJSONDecoder, ExactJSONEncoder
 
@@ -82,14 +82,49 @@ class Meter(models.Model):
         return min(self.backfill_days_done / self.backfill_days_total, 1.0)
 
 
+class DistinctValue(models.Model):
+    """A unique_count meter's dictionary: each distinct value of its key gets a position 1..n.
+
+    Buckets store their values as positions (`_Bucket`). Positions are dense per meter and
+    assigned once: rows are inserted under a per-meter transaction advisory lock, numbered from
+    the meter's largest position, in the same transaction as the buckets that use them, so a
+    rolled-back rollup leaves no gap and a position is visible exactly when a bucket holding it
+    is. `value` is the typed text of `meters.usage.distinct_value_sql`. A backfill (new or
+    edited meter) empties the dictionary with the buckets and numbers values anew.
+    """
+
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, db_index=False)
+    value = models.TextField(db_collation="C")
+    position = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["meter", "value"], name="distinct_value_unique"),
+            models.UniqueConstraint(fields=["meter", "position"], name="distinct_position_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} {self.position} {self.value}"
+
+
 class _Bucket(models.Model):
     """Aggregates of one meter's matching events for one customer over one UTC hour or day.
 
     `event_count` counts contributing events, `skipped_count` matching events whose key was missing
     or not a number; `last_*` identify the contributing event with the latest (timestamp, id).
-    `distinct_values` (unique_count meters only) is the sorted set of the key's values in a typed
-    encoding (`meters.usage.distinct_value_sql`): buckets merge by set union, so the distinct
-    count of any window is exact, however its buckets overlap in values.
+
+    unique_count meters keep the bucket's set of distinct values as positions in the meter's
+    dictionary (`DistinctValue`), in one of two exact forms, chosen per bucket when it is written:
+    - dense, `distinct_bits`: a bit string, bit i-1 set when the value at position i was seen,
+      as long as the dictionary was then (shorter strings are read as padded with zeros);
+    - sparse, `distinct_positions`: the sorted positions.
+    A bucket is dense when it holds at least one value per `meters.usage.DENSE_FACTOR` values of
+    the dictionary, so a bit string takes at most a few times the bytes of the positions, and a
+    meter of a million user ids does not store 125 KB per hourly bucket of a few users. Buckets
+    merge by set union (`bit_or` of strings padded to the longer; a merged sparse set that grows
+    dense becomes a bit string), so the distinct count of any window is exact, however its
+    buckets overlap in values; queries OR the dense buckets into one string and count the
+    sparse and raw values not in it (`meters.usage`).
     """
 
     meter = models.ForeignKey(Meter, on_delete=models.CASCADE, db_index=False)
@@ -102,7 +137,8 @@ class _Bucket(models.Model):
     last_timestamp = models.DateTimeField(null=True)
     last_event_pk = models.BigIntegerField(null=True)
     value_min = NumericField(null=True)
-    distinct_values = ArrayField(models.TextField(), null=True)
+    distinct_bits = BitVaryingField(null=True)
+    distinct_positions = ArrayField(models.IntegerField(), null=True)
 
     class Meta:
         abstract = True

@@ -5,7 +5,9 @@ Two kinds of work, both safe to run concurrently and to repeat:
   buckets of every meter, in the same transaction that removes the batches from the log: every
   event is counted exactly once, whatever order its batch committed in. Updates are increments
   (add, greatest, least, later-of, set union), so two workers touching one bucket never lose
-  each other's work, and the stored bucket does not depend on the order batches were applied.
+  each other's work, and the stored bucket does not depend on the order batches were applied
+  (for unique_count: its set of values; their positions in the meter's dictionary, given in the
+  same transaction by `meters.usage.ensure_dictionary`, follow the order values first came).
 - `backfill_meter` rebuilds a new or edited meter's buckets over all history, one chunk of days
   per transaction. It holds the meter row FOR UPDATE while incremental work holds it FOR SHARE,
   and it leaves out events still in the log, which the incremental path will add.
@@ -29,15 +31,20 @@ from events.queries import (
     claim_pending_batches,
     claimed_events_sql,
 )
-from meters.models import Meter
+from meters.models import Aggregation, Meter
 from meters.usage import (
     BUCKET_COLUMNS,
     DAY,
     bucket_rows_sql,
+    dictionary_join_sql,
+    encoded_columns,
+    ensure_dictionary,
     event_row_sql,
     matching_events_sql,
+    merge_distinct_sql,
     merged_aggregate_columns,
     raw_aggregate_columns,
+    reset_dictionary,
 )
 
 logger = logging.getLogger(__name__)
@@ -66,13 +73,13 @@ _MERGE_INTO_EXISTING = """
                            > (b.last_timestamp, b.last_event_pk)
                       THEN excluded.last_timestamp ELSE b.last_timestamp END,
     value_min = least(b.value_min, excluded.value_min),
-    distinct_values = CASE WHEN b.distinct_values IS NULL THEN excluded.distinct_values
-                           WHEN excluded.distinct_values IS NULL THEN b.distinct_values
-                           ELSE ARRAY(SELECT DISTINCT v COLLATE "C"
-                                      FROM unnest(b.distinct_values || excluded.distinct_values)
-                                           AS u(v)
-                                      ORDER BY 1) END
+    {distinct}
 """
+
+
+def _merge_into_existing(dictionary_size: int) -> str:
+    """The ON CONFLICT SET clauses, the distinct sets' form chosen against `dictionary_size`."""
+    return _MERGE_INTO_EXISTING.format(distinct=merge_distinct_sql(dictionary_size))
 
 
 def _ids_by_event_name(claim: ClaimedEvents) -> dict[str, list[int]]:
@@ -105,6 +112,14 @@ def _apply_delta(meter: Meter, claim: ClaimedEvents) -> None:
     claimed_sql, claimed_params = claimed_events_sql(claim)
     match_sql, match_params = matching_events_sql(meter)
     row_sql, row_params = event_row_sql(meter)
+    join_sql, join_params = dictionary_join_sql(meter)
+    # unique_count: the events' values get their positions first, in this transaction.
+    size = ensure_dictionary(
+        meter,
+        f"FROM {EVENTS_TABLE} e WHERE {claimed_sql} AND {match_sql}",
+        [*claimed_params, *match_params],
+    )
+    merge = _merge_into_existing(size)
     per_hour = "(SELECT delta.*, date_trunc('day', hour, 'UTC') AS day FROM delta)"
     sql = f"""
         WITH delta AS (
@@ -113,26 +128,32 @@ def _apply_delta(meter: Meter, claim: ClaimedEvents) -> None:
                 SELECT e.customer_id, date_trunc('hour', e.timestamp, 'UTC') AS hour, {row_sql}
                 FROM {EVENTS_TABLE} e
                 WHERE {claimed_sql} AND {match_sql}
-            ) matched
+            ) matched{join_sql}
             GROUP BY customer_id, hour
         ), hourly AS (
             INSERT INTO meters_hourlyusage AS b (meter_id, customer_id, hour, {BUCKET_COLUMNS})
-            SELECT %s, delta.* FROM delta ORDER BY customer_id, hour
-            ON CONFLICT (meter_id, customer_id, hour) DO UPDATE SET {_MERGE_INTO_EXISTING}
+            SELECT %s, customer_id, hour, {encoded_columns(meter, size)}
+            FROM delta ORDER BY customer_id, hour
+            ON CONFLICT (meter_id, customer_id, hour) DO UPDATE SET {merge}
             RETURNING 1
         ), daily AS (
             INSERT INTO meters_dailyusage AS b (meter_id, customer_id, day, {BUCKET_COLUMNS})
-            SELECT %s, customer_id, day, {merged_aggregate_columns(meter)}
-            FROM {bucket_rows_sql(meter, per_hour)}
-            GROUP BY customer_id, day
+            SELECT %s, customer_id, day, {encoded_columns(meter, size)}
+            FROM (
+                SELECT customer_id, day, {merged_aggregate_columns(meter)}
+                FROM {bucket_rows_sql(meter, per_hour)}
+                GROUP BY customer_id, day
+            ) days
             ORDER BY customer_id, day
-            ON CONFLICT (meter_id, customer_id, day) DO UPDATE SET {_MERGE_INTO_EXISTING}
+            ON CONFLICT (meter_id, customer_id, day) DO UPDATE SET {merge}
             RETURNING 1
         )
         SELECT (SELECT count(*) FROM hourly), (SELECT count(*) FROM daily)
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*row_params, *claimed_params, *match_params, meter.id, meter.id])
+        cursor.execute(
+            sql, [*row_params, *claimed_params, *match_params, *join_params, meter.id, meter.id]
+        )
 
 
 def roll_up_pending(*, max_batches: int = MAX_BATCHES_PER_TRANSACTION) -> int:
@@ -177,6 +198,13 @@ def _rebuild_days(meter: Meter, first_day: datetime, end_day: datetime) -> None:
     """Recompute the meter's buckets for [first_day, end_day) from events no longer pending."""
     match_sql, match_params = matching_events_sql(meter)
     row_sql, row_params = event_row_sql(meter)
+    join_sql, join_params = dictionary_join_sql(meter)
+    events_sql = (
+        f"FROM {EVENTS_TABLE} e WHERE {match_sql} AND e.timestamp >= %s AND e.timestamp < %s"
+        f" AND e.id NOT IN ({PENDING_EVENT_IDS_SQL})"
+    )
+    events_params = [*match_params, first_day, end_day]
+    size = ensure_dictionary(meter, events_sql, events_params)
     hours_of_chunk = (
         "(SELECT * FROM meters_hourlyusage WHERE meter_id = %s AND hour >= %s AND hour < %s)"
     )
@@ -186,29 +214,54 @@ def _rebuild_days(meter: Meter, first_day: datetime, end_day: datetime) -> None:
                 f"DELETE FROM {table} WHERE meter_id = %s AND {column} >= %s AND {column} < %s",
                 [meter.id, first_day, end_day],
             )
-        cursor.execute(
-            f"""
-            INSERT INTO meters_hourlyusage (meter_id, customer_id, hour, {BUCKET_COLUMNS})
-            SELECT %s, customer_id, hour, {raw_aggregate_columns(meter)}
+
+        hourly_sql = f"""
+            SELECT customer_id, hour, {raw_aggregate_columns(meter)}
             FROM (
                 SELECT e.customer_id, date_trunc('hour', e.timestamp, 'UTC') AS hour, {row_sql}
-                FROM {EVENTS_TABLE} e
-                WHERE {match_sql} AND e.timestamp >= %s AND e.timestamp < %s
-                  AND e.id NOT IN ({PENDING_EVENT_IDS_SQL})
-            ) matched
+                {events_sql}
+            ) matched{join_sql}
             GROUP BY customer_id, hour
-            """,
-            [meter.id, *row_params, *match_params, first_day, end_day],
-        )
+        """
+        hourly_params = [*row_params, *events_params, *join_params]
+        if meter.aggregation_type != Aggregation.UNIQUE_COUNT:
+            cursor.execute(
+                f"""
+                INSERT INTO meters_hourlyusage (meter_id, customer_id, hour, {BUCKET_COLUMNS})
+                SELECT %s, hours.* FROM ({hourly_sql}) hours
+                """,
+                [meter.id, *hourly_params],
+            )
+            cursor.execute(
+                f"""
+                INSERT INTO meters_dailyusage (meter_id, customer_id, day, {BUCKET_COLUMNS})
+                SELECT meter_id, customer_id, date_trunc('day', hour, 'UTC') AS day,
+                       {merged_aggregate_columns(meter)}
+                FROM {bucket_rows_sql(meter, hours_of_chunk)}
+                GROUP BY meter_id, customer_id, date_trunc('day', hour, 'UTC')
+                """,
+                [meter.id, first_day, end_day],
+            )
+            return
+        # unique_count: stored hours hold bit strings or positions, so days are merged from
+        # the hours' raw positions, in the same statement (one read of the events).
+        per_hour = "(SELECT hours.*, date_trunc('day', hour, 'UTC') AS day FROM hours)"
         cursor.execute(
             f"""
+            WITH hours AS ({hourly_sql}), hourly AS (
+                INSERT INTO meters_hourlyusage (meter_id, customer_id, hour, {BUCKET_COLUMNS})
+                SELECT %s, customer_id, hour, {encoded_columns(meter, size)} FROM hours
+                RETURNING 1
+            )
             INSERT INTO meters_dailyusage (meter_id, customer_id, day, {BUCKET_COLUMNS})
-            SELECT meter_id, customer_id, date_trunc('day', hour, 'UTC') AS day,
-                   {merged_aggregate_columns(meter)}
-            FROM {bucket_rows_sql(meter, hours_of_chunk)}
-            GROUP BY meter_id, customer_id, date_trunc('day', hour, 'UTC')
+            SELECT %s, customer_id, day, {encoded_columns(meter, size)}
+            FROM (
+                SELECT customer_id, day, {merged_aggregate_columns(meter)}
+                FROM {bucket_rows_sql(meter, per_hour)}
+                GROUP BY customer_id, day
+            ) days
             """,
-            [meter.id, first_day, end_day],
+            [*hourly_params, meter.id, meter.id],
         )
 
 
@@ -249,6 +302,10 @@ def backfill_step(meter_id: str, *, now: datetime | None = None, days: int | Non
                             f"DELETE FROM {table} WHERE meter_id = %s AND {column} >= %s",
                             [meter.id, kept_until or datetime.min.replace(tzinfo=UTC)],
                         )
+                if kept_until is None:
+                    # Positions numbered anew for what the meter now counts; the kept buckets
+                    # of archived months still use the old positions, so those stay.
+                    reset_dictionary(meter)
                 if first_day is None:
                     meter.backfilled_version = meter.definition_version
                     meter.backfill_days_total = meter.backfill_days_done = 0

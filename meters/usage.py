@@ -137,12 +137,29 @@ _NO_LAST = (
     "NULL::numeric AS last_value, NULL::timestamptz AS last_timestamp, "
     "NULL::bigint AS last_event_pk"
 )
-_NO_DISTINCT = "NULL::text[] AS distinct_values"
-# The sorted set of the rows' distinct values, as a bucket stores it.
-_DISTINCT_SET = (
-    "array_agg(DISTINCT distinct_value ORDER BY distinct_value) "
-    "FILTER (WHERE distinct_value IS NOT NULL) AS distinct_values"
+_NO_DISTINCT = "NULL::bit varying AS distinct_bits, NULL::integer[] AS distinct_positions"
+# The sorted positions of the rows' distinct values (a bucket's set before `encoded_columns`
+# chooses its form). Rows read through `dictionary_join_sql`.
+_POSITION_SET = (
+    "NULL::bit varying AS distinct_bits, "
+    "array_agg(DISTINCT dv.position ORDER BY dv.position) FILTER (WHERE dv.position IS NOT NULL)"
+    " AS distinct_positions"
 )
+# Values the dictionary does not hold yet (raw events read by a query), as text.
+_UNKNOWN_COUNT = (
+    "count(DISTINCT distinct_value)"
+    " FILTER (WHERE dv.position IS NULL AND distinct_value IS NOT NULL) AS unknown_count"
+)
+_NO_UNKNOWN = "0::bigint AS unknown_count"
+
+# A bucket is stored dense (a bit string as long as the dictionary) when it holds at least one
+# value per DENSE_FACTOR values of the dictionary, else sparse (its positions, 4 bytes each): a
+# bit string then takes at most DENSE_FACTOR / 32 times the bytes of the positions. Either form
+# is exact; dense buckets are what make a query's merge cost follow the buckets, not the values.
+DENSE_FACTOR = 128
+# Queries cast bit strings to the dictionary's size rounded up to this: room for it to grow a
+# little between reading the size and the statement, without a retry.
+DICTIONARY_SIZE_STEP = 256
 
 
 def _last_columns(ts: str, pk: str, value: str, condition: str) -> str:
@@ -163,13 +180,31 @@ def _last_columns(ts: str, pk: str, value: str, condition: str) -> str:
     )
 
 
-def raw_aggregate_columns(meter: Meter) -> str:
-    """Aggregate columns over rows of `event_row_sql`, in bucket column order."""
+def dictionary_join_sql(meter: Meter, rows: str = "matched") -> tuple[str, list]:
+    """For unique_count, a LEFT JOIN of rows of `event_row_sql` (alias `rows`) to the meter's
+    dictionary, as `dv` (`dv.position` NULL for a value not in it); else nothing."""
+    if meter.aggregation_type != Aggregation.UNIQUE_COUNT:
+        return "", []
+    return (
+        " LEFT JOIN (SELECT value AS dictionary_value, position FROM meters_distinctvalue"
+        f" WHERE meter_id = %s) dv ON dv.dictionary_value = {rows}.distinct_value",
+        [meter.id],
+    )
+
+
+def raw_aggregate_columns(meter: Meter, *, unknown_values: bool = False) -> str:
+    """Aggregate columns over rows of `event_row_sql` (joined by `dictionary_join_sql`), in
+    bucket column order; unique_count's set as raw positions (`encoded_columns` stores it).
+    With `unknown_values`, one more column: how many distinct values are not in the dictionary.
+    """
     if meter.aggregation_type == Aggregation.LAST:
         last = _last_columns("ts", "pk", "value", "valid")
     else:
         last = _NO_LAST
-    distinct = _DISTINCT_SET if meter.aggregation_type == Aggregation.UNIQUE_COUNT else _NO_DISTINCT
+    unique = meter.aggregation_type == Aggregation.UNIQUE_COUNT
+    distinct = _POSITION_SET if unique else _NO_DISTINCT
+    if unknown_values:
+        distinct += ", " + (_UNKNOWN_COUNT if unique else _NO_UNKNOWN)
     return (
         "count(*) FILTER (WHERE valid) AS event_count, "
         "count(*) FILTER (WHERE NOT valid) AS skipped_count, "
@@ -178,25 +213,59 @@ def raw_aggregate_columns(meter: Meter) -> str:
     )
 
 
+def encoded_columns(meter: Meter, dictionary_size: int) -> str:
+    """BUCKET_COLUMNS of rows whose unique_count set is raw positions, as a bucket stores them:
+    dense or sparse by `DENSE_FACTOR` against the dictionary's size (a trusted int)."""
+    if meter.aggregation_type != Aggregation.UNIQUE_COUNT:
+        return BUCKET_COLUMNS
+    size = int(dictionary_size)
+    dense = f"cardinality(distinct_positions) * {DENSE_FACTOR} >= {size}"
+    return (
+        "event_count, skipped_count, value_sum, value_max, last_value, last_timestamp, "
+        f"last_event_pk, value_min, "
+        f"CASE WHEN {dense} THEN meters_positions_bits(distinct_positions, {size}) END"
+        " AS distinct_bits, "
+        f"CASE WHEN NOT ({dense}) THEN distinct_positions END AS distinct_positions"
+    )
+
+
+def merge_distinct_sql(dictionary_size: int, *, old: str = "b", new: str = "excluded") -> str:
+    """SET clauses that merge bucket `new` into bucket `old` (ON CONFLICT DO UPDATE): the union
+    of their sets, dense if either is or if the union is dense by `DENSE_FACTOR`."""
+    size = int(dictionary_size)
+    union = f"meters_positions_union({old}.distinct_positions, {new}.distinct_positions)"
+    dense = (
+        f"({old}.distinct_bits IS NOT NULL OR {new}.distinct_bits IS NOT NULL"
+        f" OR cardinality({union}) * {DENSE_FACTOR} >= {size})"
+    )
+    as_bits = "coalesce({0}.distinct_bits, meters_positions_bits({0}.distinct_positions, 0))".format
+    return (
+        f"distinct_bits = CASE WHEN {dense} THEN meters_bits_or({as_bits(old)}, {as_bits(new)})"
+        " END,\n"
+        f"    distinct_positions = CASE WHEN {dense} THEN NULL ELSE {union} END"
+    )
+
+
 def bucket_rows_sql(meter: Meter, source: str) -> str:
-    """`source` (a table or subquery of bucket-shaped rows) as rows `merged_aggregate_columns`
-    reads: for unique_count, one row per distinct value of each bucket (`distinct_value`,
-    `first_of_bucket` on one row of each, so counts are summed once); else the rows as they are.
+    """`source` (a table or subquery of bucket-shaped rows whose unique_count sets are raw
+    positions) as rows `merged_aggregate_columns` reads: for unique_count, one row per position
+    of each row (`distinct_position`, `first_of_bucket` on one row of each, so counts are summed
+    once); else the rows as they are.
     """
     if meter.aggregation_type != Aggregation.UNIQUE_COUNT:
         return f"{source} rows"
     return f"""(
-        SELECT rows.*, dv.distinct_value COLLATE "C" AS distinct_value,
-               coalesce(dv.position, 1) = 1 AS first_of_bucket
+        SELECT rows.*, dv.distinct_position, coalesce(dv.ordinal, 1) = 1 AS first_of_bucket
         FROM {source} rows
-        LEFT JOIN LATERAL unnest(rows.distinct_values) WITH ORDINALITY
-            AS dv(distinct_value, position) ON TRUE
+        LEFT JOIN LATERAL unnest(rows.distinct_positions) WITH ORDINALITY
+            AS dv(distinct_position, ordinal) ON TRUE
     ) rows"""
 
 
 def merged_aggregate_columns(meter: Meter, *, distinct_count: bool = False) -> str:
-    """Aggregate columns that combine the rows of `bucket_rows_sql` into one bucket; with
-    `distinct_count`, the last column is the number of distinct values instead of their set."""
+    """Aggregate columns that combine the rows of `bucket_rows_sql` into one bucket (unique_count:
+    the union of the positions, raw: `encoded_columns` stores it). With `distinct_count` (other
+    meters only: unique_count queries merge in `_distinct_count_rows`), the last column is 0."""
     if meter.aggregation_type == Aggregation.LAST:
         last = _last_columns(
             "last_timestamp", "last_event_pk", "last_value", "last_timestamp IS NOT NULL"
@@ -211,23 +280,84 @@ def merged_aggregate_columns(meter: Meter, *, distinct_count: bool = False) -> s
             f"sum(value_sum) AS value_sum, max(value_max) AS value_max, {last}, "
             f"min(value_min) AS value_min, {distinct}"
         )
-    # One row per distinct value of a bucket: the bucket's counts only on its first row. Its
-    # other columns are NULL for a unique_count meter, and max/min would not mind repeats.
-    distinct = (
-        "count(DISTINCT distinct_value) AS distinct_count" if distinct_count else _DISTINCT_SET
-    )
+    # One row per position of a bucket: the bucket's counts only on its first row. Its other
+    # columns are NULL for a unique_count meter.
     return (
         "sum(event_count) FILTER (WHERE first_of_bucket)::bigint AS event_count, "
         "sum(skipped_count) FILTER (WHERE first_of_bucket)::bigint AS skipped_count, "
         f"NULL::numeric AS value_sum, NULL::numeric AS value_max, {last}, "
-        f"NULL::numeric AS value_min, {distinct}"
+        "NULL::numeric AS value_min, NULL::bit varying AS distinct_bits, "
+        "array_agg(DISTINCT distinct_position ORDER BY distinct_position)"
+        " FILTER (WHERE distinct_position IS NOT NULL) AS distinct_positions"
     )
 
 
 BUCKET_COLUMNS = (
     "event_count, skipped_count, value_sum, value_max, last_value, last_timestamp, last_event_pk, "
-    "value_min, distinct_values"
+    "value_min, distinct_bits, distinct_positions"
 )
+
+
+# --- the dictionary ----------------------------------------------------------------------------
+
+# pg_advisory_xact_lock(key, meter): its own key space, apart from the backfill's session locks.
+_DICTIONARY_LOCK = 15
+
+
+def ensure_dictionary(meter: Meter, events_sql: str, params: list) -> int:
+    """Give every value of the events `events_sql` selects (`FROM ... e WHERE ...`, alias `e`) a
+    position in the meter's dictionary; returns the dictionary's size. Call inside the
+    transaction that writes the buckets using them.
+
+    The per-meter lock is taken only when there are new values, and held to commit: positions
+    are numbered from the largest committed one by one transaction at a time, so two workers
+    adding the same value give it one position, and a rollback leaves no gap.
+    """
+    if meter.aggregation_type != Aggregation.UNIQUE_COUNT:
+        return 0
+    value_sql, value_params = distinct_value_sql(meter)
+    missing = f"""
+        SELECT DISTINCT v FROM (SELECT {value_sql} AS v {events_sql}) values_of_events
+        WHERE v IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM meters_distinctvalue d WHERE d.meter_id = %s AND d.value = v)
+    """
+    missing_params = [*value_params, *params, meter.id]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT pg_advisory_xact_lock({_DICTIONARY_LOCK}, hashtext(%s))"
+            f" WHERE EXISTS ({missing})",
+            [meter.id, *missing_params],
+        )
+        if cursor.fetchone() is not None:
+            # A fresh snapshot, taken under the lock: values another worker added are not new.
+            cursor.execute(
+                f"""
+                INSERT INTO meters_distinctvalue (meter_id, value, position)
+                SELECT %s, v, base.size + row_number() OVER (ORDER BY v)
+                FROM ({missing}) new_values, (
+                    SELECT coalesce(max(position), 0) AS size
+                    FROM meters_distinctvalue WHERE meter_id = %s
+                ) base
+                """,
+                [meter.id, *missing_params, meter.id],
+            )
+        return dictionary_size(meter)
+
+
+def dictionary_size(meter: Meter) -> int:
+    """The largest position of the meter's dictionary (its size: positions have no gaps)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(max(position), 0) FROM meters_distinctvalue WHERE meter_id = %s",
+            [meter.id],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def reset_dictionary(meter: Meter) -> None:
+    """Empty the meter's dictionary, as its buckets are emptied for a rebuild."""
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM meters_distinctvalue WHERE meter_id = %s", [meter.id])
 
 
 # --- windows -----------------------------------------------------------------------------------
@@ -317,31 +447,47 @@ def _usage_rows(
 
     match_sql, match_params = matching_events_sql(meter)
     row_sql, row_params = event_row_sql(meter)
+    join_sql, join_params = dictionary_join_sql(meter)
+    unique = meter.aggregation_type == Aggregation.UNIQUE_COUNT
     selects: list[str] = []
     params: list = []
 
-    def raw_part(time_condition: str, time_params: list, extra: str = "TRUE") -> None:
+    def raw_rows(time_condition: str, time_params: list, extra: str = "TRUE") -> str:
         customers_sql, customers_params = customer_clause("e.customer_id")
-        selects.append(
-            f"""
-            SELECT customer_id, period, {raw_aggregate_columns(meter)}
-            FROM (
+        params.extend([*row_params, *match_params, *time_params, *customers_params])
+        return f"""
                 SELECT {group_exprs("e.customer_id", "e.timestamp")}, {row_sql}
                 FROM {EVENTS_TABLE} e
-                WHERE {match_sql} AND {time_condition} AND {customers_sql} AND {extra}
-            ) matched
+                WHERE {match_sql} AND {time_condition} AND {customers_sql} AND {extra}"""
+
+    def raw_part(matched: list[str]) -> None:
+        # unique_count reads its raw edges and pending events as one part: the values missing
+        # from the dictionary are counted distinct there, across both.
+        selects.append(
+            f"""
+            SELECT customer_id, period, {raw_aggregate_columns(meter, unknown_values=unique)}
+            FROM ({" UNION ALL ".join(matched)}
+            ) matched{join_sql}
             GROUP BY customer_id, period
             """
         )
-        params.extend([*row_params, *match_params, *time_params, *customers_params])
+        params.extend(join_params)
 
-    raw_sql, raw_params = _ranges_sql("e.timestamp", parts.raw)
+    raw_matched = []
     if parts.raw:
-        raw_part(raw_sql, raw_params)
+        raw_sql, raw_params = _ranges_sql("e.timestamp", parts.raw)
+        raw_matched.append(raw_rows(raw_sql, raw_params))
+        if not unique:
+            raw_part(raw_matched)
+            raw_matched = []
     covered = parts.hourly + parts.daily
     if covered:
         covered_sql, covered_params = _ranges_sql("e.timestamp", covered)
-        raw_part(covered_sql, covered_params, extra=f"e.id IN ({PENDING_EVENT_IDS_SQL})")
+        pending = f"e.id IN ({PENDING_EVENT_IDS_SQL})"
+        raw_matched.append(raw_rows(covered_sql, covered_params, extra=pending))
+    if raw_matched:
+        raw_part(raw_matched)
+    unknown = f", {_NO_UNKNOWN}" if unique else ""
     for table, column, ranges in (
         ("meters_hourlyusage", "hour", parts.hourly),
         ("meters_dailyusage", "day", parts.daily),
@@ -352,7 +498,7 @@ def _usage_rows(
         customers_sql, customers_params = customer_clause("b.customer_id")
         selects.append(
             f"""
-            SELECT {group_exprs("b.customer_id", f"b.{column}")}, {BUCKET_COLUMNS}
+            SELECT {group_exprs("b.customer_id", f"b.{column}")}, {BUCKET_COLUMNS}{unknown}
             FROM {table} b
             WHERE b.meter_id = %s AND {range_sql} AND {customers_sql}
             """
@@ -362,15 +508,67 @@ def _usage_rows(
     if not selects:
         return []
     union = " UNION ALL ".join(f"({s})" for s in selects)
-    sql = f"""
-        SELECT customer_id, period, {merged_aggregate_columns(meter, distinct_count=True)}
-        FROM {bucket_rows_sql(meter, f"({union})")}
-        GROUP BY customer_id, period
-        ORDER BY customer_id, period
+    if not unique:
+        sql = f"""
+            SELECT customer_id, period, {merged_aggregate_columns(meter, distinct_count=True)}
+            FROM {bucket_rows_sql(meter, f"({union})")}
+            GROUP BY customer_id, period
+            ORDER BY customer_id, period
+        """
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    return _distinct_count_rows(meter, union, params)
+
+
+def _distinct_count_rows(meter: Meter, union: str, params: list) -> list[tuple]:
+    """Merge the rows of a unique_count usage query per group, exactly, in one statement.
+
+    Every position of the group, each dense bucket's bit string and each position of a sparse
+    bucket or of raw events, is ORed into one bit(N) string and counted by `bit_count`; to that
+    the raw part adds its distinct values not in the dictionary (newer than it): a value
+    without a position is in no bucket of the snapshot, dictionary rows committing with the
+    buckets that use them. Every aggregate is one PostgreSQL can run in parallel and by hash,
+    as a sum's. N is the dictionary's size read just before, rounded up; rollups committed
+    since can have written longer strings or larger positions, which the cast would cut: the
+    statement reports them, and it runs again with a fresh N and more room.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+    for attempt in range(8):
+        step = DICTIONARY_SIZE_STEP * 4**attempt  # more room each time it was short
+        size = -(-max(dictionary_size(meter), 1) // step) * step
+        sql = f"""
+            SELECT customer_id, period, event_count, skipped_count,
+                   NULL::numeric, NULL::numeric, NULL::numeric, NULL::timestamptz, NULL::bigint,
+                   NULL::numeric, coalesce(bit_count(dense), 0) + unknown AS distinct_count,
+                   longest > {size} AS cut
+            FROM (
+                SELECT customer_id, period,
+                       sum(event_count) FILTER (WHERE first_of_row)::bigint AS event_count,
+                       sum(skipped_count) FILTER (WHERE first_of_row)::bigint AS skipped_count,
+                       bit_or(CASE WHEN position IS NULL THEN distinct_bits::bit({size})
+                                   WHEN position <= {size}
+                                       THEN set_bit(B'0'::bit({size}), position - 1, 1) END)
+                           AS dense,
+                       max(coalesce(position, length(distinct_bits))) AS longest,
+                       coalesce(sum(unknown_count) FILTER (WHERE first_of_row), 0) AS unknown
+                FROM (
+                    SELECT rows.customer_id, rows.period, rows.event_count, rows.skipped_count,
+                           rows.distinct_bits, rows.unknown_count, u.position,
+                           coalesce(u.ordinal, 1) = 1 AS first_of_row
+                    FROM ({union}) rows
+                    LEFT JOIN LATERAL unnest(rows.distinct_positions) WITH ORDINALITY
+                        AS u(position, ordinal) ON TRUE
+                ) rows
+                GROUP BY customer_id, period
+            ) groups
+            ORDER BY customer_id, period
+        """
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        if not any(row[11] for row in rows):
+            return [row[:11] for row in rows]
+    raise RuntimeError(f"meter {meter.id}: its dictionary kept growing during the query")
 
 
 def _aggregate(row: tuple) -> Aggregate:

@@ -22,7 +22,13 @@ from django.utils import timezone
 from events.models import Event
 from events.queries import EVENTS_TABLE, archived_before, refuse_archived_ranges
 from meters.models import Aggregation, Meter
-from meters.usage import Aggregate, event_row_sql, matching_events_sql, raw_aggregate_columns
+from meters.usage import (
+    Aggregate,
+    dictionary_join_sql,
+    event_row_sql,
+    matching_events_sql,
+    raw_aggregate_columns,
+)
 from products.models import (
     Invoice,
     InvoiceKind,
@@ -194,6 +200,7 @@ def _recompute(meter: Meter, start: datetime, end: datetime, customers: set[str]
     counted_sql, counted_params = _counted_sql(meter)
     match_sql, match_params = matching_events_sql(meter)
     row_sql, row_params = event_row_sql(meter)
+    join_sql, join_params = dictionary_join_sql(meter)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -208,17 +215,19 @@ def _recompute(meter: Meter, start: datetime, end: datetime, customers: set[str]
         proofs = {row[0]: (int(row[1]), row[2]) for row in cursor.fetchall()}
         cursor.execute(
             f"""
-            SELECT customer_id, {raw_aggregate_columns(meter)}
+            SELECT customer_id, {raw_aggregate_columns(meter, unknown_values=True)}
             FROM (SELECT e.customer_id, {row_sql} FROM {EVENTS_TABLE} e
                   WHERE {match_sql} AND e.timestamp >= %s AND e.timestamp < %s
-                    AND e.customer_id = ANY(%s)) matched
+                    AND e.customer_id = ANY(%s)) matched{join_sql}
             GROUP BY customer_id
             """,
-            [*row_params, *match_params, start, end, sorted(customers)],
+            [*row_params, *match_params, start, end, sorted(customers), *join_params],
         )
         quantities = {}
         for row in cursor.fetchall():
-            distinct = row[9]
+            # unique_count: the values with a position in the meter's dictionary, and those
+            # without (one value, one position: the two never overlap).
+            distinct = len(row[10] or []) + int(row[11] or 0)
             aggregate = Aggregate(
                 int(row[1] or 0),
                 int(row[2] or 0),
@@ -226,7 +235,7 @@ def _recompute(meter: Meter, start: datetime, end: datetime, customers: set[str]
                 row[4],
                 row[5],
                 row[8],
-                len(distinct or []),
+                distinct,
             )
             quantities[row[0]] = aggregate.usage(meter.aggregation_type).quantity
     return {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -15,7 +16,7 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meters import rollups, services
+from meters import rollups, services, usage
 from meters.models import Meter
 from meters.usage import meter_usage, usage_by_customer, usage_series
 from products.billing import ingest_events as ingest
@@ -389,3 +390,185 @@ def test_rollups_from_several_workers_at_once_count_each_event_once():
         assert cursor.fetchone()[0] == len(events)
         cursor.execute("SELECT count(*) FROM events_ingestbatch")
         assert cursor.fetchone()[0] == 0
+
+
+# A vocabulary large next to what an hour holds: an hour of a few users is a sparse bucket,
+# a busy hour or a day a dense one (meters.usage.DENSE_FACTOR), so windows merge both forms.
+TYPED_USERS = [1, Decimal("1.0"), "1", True, "true", Decimal("2.50"), Decimal("2.5"), "", 0]
+FIRST_USERS = TYPED_USERS + [f"u{i}" for i in range(250)] + list(range(2, 150))
+LATE_USERS = [f"late{i}" for i in range(200)] + list(range(150, 260))  # new: the dictionary grows
+BUSY_HOURS = [NOW - timedelta(hours=h, minutes=NOW.minute) for h in (5, 30, 53)]
+
+
+def _visitor_batches(rng: random.Random, prefix: str, count: int, users: list) -> list[list]:
+    batches = []
+    for b in range(count):
+        events = []
+        for i in range(40):
+            if rng.random() < 0.3:
+                moment = rng.choice(BUSY_HOURS) + timedelta(seconds=rng.randrange(3600))
+            else:
+                moment = NOW - timedelta(
+                    microseconds=rng.randrange(int(HISTORY.total_seconds() * 1e6))
+                )
+            events.append(
+                {
+                    "event_id": f"{prefix}{b}-{i}",
+                    "customer_id": rng.choice(CUSTOMERS),
+                    "event_name": "api.call",
+                    "timestamp": moment,
+                    "metadata": {"user": rng.choice(users)} if rng.random() < 0.9 else {},
+                }
+            )
+        batches.append(events)
+    return batches
+
+
+def _check_visitors(meter: Meter, events: list[RawEvent], rng: random.Random) -> None:
+    """Random unaligned windows, per customer, the table and a daily series, against raw."""
+
+    def expected(customer, start, end):
+        return aggregate(
+            events,
+            kind="unique_count",
+            key="user",
+            event_name="api.call",
+            predicate=lambda m: True,
+            customer_id=customer,
+            start=start,
+            end=end,
+        )
+
+    whole = (NOW - HISTORY - timedelta(hours=1), NOW + timedelta(minutes=1))
+    spans = [whole]
+    for _ in range(2):
+        start = NOW - timedelta(seconds=rng.randrange(int(HISTORY.total_seconds())))
+        spans.append((start, start + timedelta(seconds=rng.randrange(3600, 3 * 86400))))
+    for start, end in spans:
+        table = usage_by_customer(meter, start, end)
+        for customer in CUSTOMERS:
+            want = expected(customer, start, end)
+            got = meter_usage(meter, customer, start, end)
+            assert (got.quantity, got.event_count, got.skipped_count) == want, (customer, start)
+            row = table.get(customer)
+            if want[1] or want[2]:
+                assert (row.quantity, row.event_count, row.skipped_count) == want
+            else:
+                assert row is None
+        for period, got in usage_series(meter, start, end, "day"):
+            want = expected(None, max(period, start), min(period + timedelta(days=1), end))
+            assert (got.quantity, got.event_count, got.skipped_count) == want, period
+
+
+def _bucket_forms(meter: Meter) -> dict[str, tuple[int, int]]:
+    with connection.cursor() as cursor:
+        forms = {}
+        for table in ("meters_hourlyusage", "meters_dailyusage"):
+            cursor.execute(
+                f"SELECT count(distinct_bits), count(distinct_positions) FROM {table}"
+                " WHERE meter_id = %s",
+                [meter.pk],
+            )
+            forms[table] = cursor.fetchone()
+        return forms
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unique_count_over_dense_and_sparse_buckets_equals_raw_with_concurrent_workers(
+    monkeypatch,
+):
+    _reset()
+    # Queries size their bit strings to the dictionary exactly: any growth between reading its
+    # size and the statement's snapshot makes them run again (the retry is exercised).
+    monkeypatch.setattr(usage, "DICTIONARY_SIZE_STEP", 1)
+    meter = services.create_meter(
+        name="visitors",
+        event_name="api.call",
+        measurement_unit="users",
+        aggregation={"type": "unique_count", "key": "user"},
+        now=NOW - HISTORY * 2,
+    )
+    rollups.run_rollups()
+    rng = random.Random(15)
+    first = _visitor_batches(rng, "f", 12, FIRST_USERS)
+
+    # Ingestion and a rollup worker at once.
+    ingesting = threading.Event()
+    ingesting.set()
+    errors: list[BaseException] = []
+
+    def ingest_all():
+        try:
+            for batch in first:
+                ingest(_body(batch), now=NOW)
+        finally:
+            ingesting.clear()
+
+    def roll_up():
+        while rollups.roll_up_pending(max_batches=1) or ingesting.is_set():
+            time.sleep(0.01)
+
+    threads = [_thread(ingest_all, errors), _thread(roll_up, errors)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    events = _stored(first)
+    _check_visitors(meter, events, rng)
+    hourly, daily = _bucket_forms(meter).values()
+    assert hourly[0] and hourly[1] and daily[0], (hourly, daily)  # dense and sparse present
+
+    # Late events with new values, into hours already rolled up; two workers apply them while
+    # this thread queries: every answer is exact (pending events are read raw), whatever the
+    # workers have committed and however the dictionary has grown since the last query.
+    late = _visitor_batches(rng, "l", 24, LATE_USERS + FIRST_USERS[:20])
+    for batch in late:
+        ingest(_body(batch), now=NOW)
+    events = _stored(first + late)
+    before = len(_positions(meter))
+
+    def worker():
+        while rollups.roll_up_pending(max_batches=1):
+            time.sleep(0.25)  # leave the queries time to run between commits
+
+    workers = [_thread(worker, errors) for _ in range(2)]
+    for thread in workers:
+        thread.start()
+    checks = 0
+    while any(thread.is_alive() for thread in workers) or not checks:
+        _check_visitors(meter, events, rng)
+        checks += 1
+    for thread in workers:
+        thread.join()
+    assert not errors, errors
+    _check_visitors(meter, events, rng)
+    positions = _positions(meter)
+    assert checks > 1
+    assert len(positions) > before  # the dictionary grew
+    assert positions == list(range(1, len(positions) + 1))  # one position each, no gaps
+    hourly, daily = _bucket_forms(meter).values()
+    assert hourly[0] and hourly[1] and daily[0], (hourly, daily)
+
+
+def _thread(body, errors: list) -> threading.Thread:
+    """A thread running `body` on its own connection, its exception kept in `errors`."""
+
+    def run():
+        try:
+            body()
+        except BaseException as exc:  # pragma: no cover - reported by the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    return threading.Thread(target=run)
+
+
+def _positions(meter: Meter) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT position FROM meters_distinctvalue WHERE meter_id = %s ORDER BY position",
+            [meter.pk],
+        )
+        return [row[0] for row in cursor.fetchall()]
