@@ -142,14 +142,36 @@ class Result:
         return statistics.median(samples) * 1e6 / self.events
 
 
+def llm_event(rng: random.Random, now: datetime, customers: int) -> dict:
+    """The default stream's event: one of EVENT_NAMES, stamped within the last hour."""
+    return {
+        "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "customer_id": f"cus_bench_{rng.randrange(customers):04d}",
+        "event_name": rng.choice(EVENT_NAMES),
+        "timestamp": (now - timedelta(seconds=rng.uniform(0, 3600))).isoformat(),
+        "metadata": {
+            "tokens": rng.randrange(1, 20_000),
+            "model": "m1",
+            "cached": rng.random() < 0.3,
+        },
+    }
+
+
 def make_stream(
-    total: int, batch_size: int, repeat_fraction: float, customers: int, lag: int, seed: int
+    total: int,
+    batch_size: int,
+    repeat_fraction: float,
+    customers: int,
+    lag: int,
+    seed: int,
+    make_event: Callable[[random.Random, datetime, int], dict] = llm_event,
 ) -> Stream:
     """`total` events in batches of `batch_size`; about `repeat_fraction` of them repeat ids sent at
-    least `lag` batches earlier (so mostly already committed), never twice within one batch."""
+    least `lag` batches earlier (so mostly already committed), never twice within one batch.
+
+    `make_event(rng, now, customers)` makes each new event (bench.curve sends its own meters')."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
-    customer_ids = [f"cus_bench_{n:04d}" for n in range(customers)]
     batches: list[list[dict]] = []
     sent: list[dict] = []  # distinct events in sending order
     sent_before_batch: list[int] = []  # len(sent) when each batch started
@@ -163,17 +185,7 @@ def make_stream(
         k = max(0, min(wanted, size, pool))
         batch = [sent[i] for i in rng.sample(range(pool), k)] if k else []
         for _ in range(size - k):
-            event = {
-                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                "customer_id": rng.choice(customer_ids),
-                "event_name": rng.choice(EVENT_NAMES),
-                "timestamp": (now - timedelta(seconds=rng.uniform(0, 3600))).isoformat(),
-                "metadata": {
-                    "tokens": rng.randrange(1, 20_000),
-                    "model": "m1",
-                    "cached": rng.random() < 0.3,
-                },
-            }
+            event = make_event(rng, now, customers)
             sent.append(event)
             batch.append(event)
         rng.shuffle(batch)

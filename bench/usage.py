@@ -138,13 +138,24 @@ def _metadata_pool(rng: random.Random) -> tuple[list[str], list[float]]:
 
 
 def event_chunks(
-    *, events: int, customers: int, start: datetime, seed: int, chunk: int = 50_000
+    *,
+    events: int,
+    customers: int,
+    start: datetime,
+    seed: int,
+    days: float = DAYS,
+    first_number: int = 0,
+    chunk: int = 50_000,
 ) -> Iterator[tuple[int, str]]:
-    """COPY text for `events` events in timestamp order, spread evenly over DAYS days."""
+    """COPY text for `events` events in timestamp order, spread evenly over `days` days.
+
+    Event ids are numbered from `first_number`, so several loads into one table (bench.curve
+    grows its history that way) never collide.
+    """
     rng = random.Random(seed)
     customer_ids = [customer_id(n) for n in range(customers)]
     pool, cumulative = _metadata_pool(rng)
-    span_us = DAYS * 86_400 * 1_000_000
+    span_us = int(days * 86_400 * 1_000_000)
     step = span_us / events
     epoch = int(start.timestamp())
     cached_second, prefix = None, ""
@@ -162,14 +173,24 @@ def event_chunks(
                 cached_second = second
                 prefix = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
             ts = f"{prefix}.{micros % 1_000_000:06d}+00"
-            lines.append(f"evt_{i:010d}\t{custs[j]}\t{names[j]}\t{ts}\t{metas[j]}\t{ts}\n")
+            lines.append(
+                f"evt_{first_number + i:010d}\t{custs[j]}\t{names[j]}\t{ts}\t{metas[j]}\t{ts}\n"
+            )
         yield count, "".join(lines)
 
 
 def load_events(
-    db_url: str, *, events: int, customers: int, start: datetime, seed: int
+    db_url: str,
+    *,
+    events: int,
+    customers: int,
+    start: datetime,
+    seed: int,
+    days: float = DAYS,
+    first_number: int = 0,
 ) -> dict[str, float]:
-    """COPY the events in one transaction, secondary indexes dropped and rebuilt around it.
+    """COPY the events in one transaction, secondary indexes dropped and rebuilt around it
+    (`days` and `first_number` as in `event_chunks`).
 
     The rebuilt indexes and the unique constraint are the migration's own definitions, read back
     from the catalogue, so the schema afterwards is exactly the migrated one.
@@ -205,7 +226,12 @@ def load_events(
             tqdm(total=events, unit="ev", unit_scale=True, desc="COPY events") as bar,
         ):
             for count, text in event_chunks(
-                events=events, customers=customers, start=start, seed=seed
+                events=events,
+                customers=customers,
+                start=start,
+                seed=seed,
+                days=days,
+                first_number=first_number,
             ):
                 copy_.write(text)
                 bar.update(count)
@@ -435,9 +461,17 @@ def _time(call: Callable[[int], object], runs: int, warmup: int) -> list[float]:
 
 
 def measure_latency(
-    meter, start: datetime, end: datetime, customers: int, runs: int, seed: int
+    meter,
+    start: datetime,
+    end: datetime,
+    customers: int,
+    runs: int,
+    seed: int,
+    *,
+    with_raw: bool = True,
 ) -> list[Latency]:
-    """Warm median/p95 of the three usage queries, from rollups and from raw events."""
+    """Warm median/p95 of the three usage queries, from rollups and (unless `with_raw` is off:
+    then `raw_ms` stays empty) from raw events."""
     from meters.usage import meter_usage, usage_by_customer, usage_series
 
     rng = random.Random(seed)
@@ -455,7 +489,7 @@ def measure_latency(
         if query(meter, 0) != query(raw, 0):
             raise BenchmarkFailed(f"{meter.name}, {label}: rollups and raw events disagree")
         rollups_ms = _time(lambda i, q=query: q(meter, i), runs, warmup=2)
-        raw_ms = _time(lambda i, q=query: q(raw, i), runs, warmup=1)
+        raw_ms = _time(lambda i, q=query: q(raw, i), runs, warmup=1) if with_raw else []
         results.append(Latency(label, meter.name, rollups_ms, raw_ms))
     return results
 
