@@ -162,6 +162,23 @@ def grow(
     }
 
 
+def check_free_space(db_url: str, events: int, rows: list[dict]) -> None:
+    """Refuse to grow when the server's disk (if it is this machine's) would be left with less
+    than 10 GB; bytes per event are the last size's, or 700 (1M at the default rate) at first."""
+    per_event = rows[-1]["disk"]["database"] / rows[-1]["size"] if rows else 700
+    with psycopg.connect(db_url) as conn:
+        data_directory = Path(conn.execute("SHOW data_directory").fetchone()[0])
+    if not data_directory.exists():
+        return  # a server elsewhere: its operator's call
+    free = shutil.disk_usage(data_directory).free
+    needed = per_event * events * 1.2  # + the index rebuild's sort files
+    if free - needed < 10e9:
+        raise BenchmarkFailed(
+            f"{events:,} more events need about {needed / 1e9:.0f} GB; "
+            f"{free / 1e9:.0f} GB are free under {data_directory}"
+        )
+
+
 def disk(db_url: str) -> dict:
     """Bytes on disk: the database, and the events and bucket tables with their indexes."""
     with psycopg.connect(db_url) as conn:
@@ -365,9 +382,13 @@ def latency_rows(meters: list, window: tuple[datetime, datetime], args, *, raw: 
 # --- one size ----------------------------------------------------------------------------------
 
 
-def measure_size(db_url: str, env: dict[str, str], api_key: str, args, size: int, loaded: int):
+def measure_size(
+    db_url: str, env: dict[str, str], api_key: str, args, size: int, loaded: int, rows: list
+) -> dict:
     """Grow to `size` events and measure everything there; returns the size's results."""
     from meters.models import Meter
+
+    check_free_space(db_url, size - loaded, rows)
 
     row: dict = {"size": size, "load_average_before": os.getloadavg()}
     began = time.perf_counter()
@@ -669,7 +690,9 @@ def main(argv: list[str] | None = None) -> int:
         setup_django(db_url)
         for size in args.sizes:
             print(f"\n=== {size:,} events ===")
-            results["sizes"].append(measure_size(db_url, env, api_key, args, size, loaded))
+            results["sizes"].append(
+                measure_size(db_url, env, api_key, args, size, loaded, results["sizes"])
+            )
             loaded = size
             results["estimate"] = estimate(results["sizes"])
             results["load_average_after"] = os.getloadavg()
