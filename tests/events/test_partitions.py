@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import random
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -98,34 +99,19 @@ def _check_usage(meters, stored: list[RawEvent]) -> None:
         (BOUNDARY, NOW + timedelta(minutes=1)),
     ]
     for kind, key, meter in meters:
+        oracle = partial(
+            aggregate, stored, kind=kind, key=key, event_name="api.call", predicate=lambda m: True
+        )
         for start, end in windows:
             by_customer = usage_by_customer(meter, start, end)
             for customer in CUSTOMERS:
-                expected = aggregate(
-                    stored,
-                    kind=kind,
-                    key=key,
-                    event_name="api.call",
-                    predicate=lambda m: True,
-                    customer_id=customer,
-                    start=start,
-                    end=end,
-                )
+                expected = oracle(customer_id=customer, start=start, end=end)
                 got = meter_usage(meter, customer, start, end)
                 assert (got.quantity, got.event_count, got.skipped_count) == expected
                 assert by_customer[customer].quantity == expected[0]
         days = dict(usage_series(meter, BOUNDARY - timedelta(days=3), NOW, "day"))
         for day, usage in days.items():
-            expected = aggregate(
-                stored,
-                kind=kind,
-                key=key,
-                event_name="api.call",
-                predicate=lambda m: True,
-                customer_id=None,
-                start=day,
-                end=min(day + timedelta(days=1), NOW),
-            )
+            expected = oracle(customer_id=None, start=day, end=min(day + timedelta(days=1), NOW))
             assert usage.quantity == expected[0], (kind, day)
 
 
