@@ -331,8 +331,24 @@ API_RATE_LIMIT_PROVIDER_PER_SECOND = int(
     os.environ.get("API_RATE_LIMIT_PROVIDER_PER_SECOND", "200")
 )
 
+# Reverse proxies (load balancers) in front of the web process, as addresses or networks: a
+# request from one of them is counted (API rate limits, login throttle) by the client address
+# it appends to X-Forwarded-For (billing_site/client_address.py). Empty: REMOTE_ADDR, and a
+# client's own X-Forwarded-For is ignored.
+try:
+    TRUSTED_PROXIES = [
+        str(ipaddress.ip_network(network.strip(), strict=False))
+        for network in os.environ.get("TRUSTED_PROXIES", "").split(",")
+        if network.strip()
+    ]
+except ValueError as invalid:
+    raise ImproperlyConfigured(
+        f"TRUSTED_PROXIES must list addresses or networks such as 10.0.0.0/8: {invalid}"
+    ) from None
+
 # Staff login throttling (billing_site/login_throttle.py): after this many failed logins for one
-# user name, or from one client address (REMOTE_ADDR), within the window, logins are refused.
+# user name, or from one client address (billing_site/client_address.py), within the window,
+# logins are refused.
 LOGIN_THROTTLE_FAILURES = int(os.environ.get("LOGIN_THROTTLE_FAILURES", "5"))
 LOGIN_THROTTLE_IP_FAILURES = int(os.environ.get("LOGIN_THROTTLE_IP_FAILURES", "20"))
 LOGIN_THROTTLE_WINDOW_SECONDS = int(os.environ.get("LOGIN_THROTTLE_WINDOW_SECONDS", "900"))
