@@ -253,16 +253,24 @@ WEBHOOK_RETRY_SCHEDULE = [
 # to public addresses, except the networks listed here (e.g. 10.0.0.0/8 for receivers on the
 # internal network; the tests list 127.0.0.1/32 for their local receivers).
 WEBHOOK_ALLOW_HTTP = env_flag("WEBHOOK_ALLOW_HTTP", default=False)
-try:
-    WEBHOOK_ALLOWED_PRIVATE_NETWORKS = [
-        str(ipaddress.ip_network(network.strip(), strict=False))
-        for network in os.environ.get("WEBHOOK_ALLOWED_PRIVATE_NETWORKS", "").split(",")
-        if network.strip()
-    ]
-except ValueError as invalid:
-    raise ImproperlyConfigured(
-        f"WEBHOOK_ALLOWED_PRIVATE_NETWORKS must list networks such as 10.0.0.0/8: {invalid}"
-    ) from None
+
+
+def _env_networks(name: str) -> list[str]:
+    """The comma-separated addresses or networks of environment variable `name`, normalised;
+    startup stops naming it when one is neither."""
+    try:
+        return [
+            str(ipaddress.ip_network(network.strip(), strict=False))
+            for network in os.environ.get(name, "").split(",")
+            if network.strip()
+        ]
+    except ValueError as invalid:
+        raise ImproperlyConfigured(
+            f"{name} must list addresses or networks such as 10.0.0.0/8: {invalid}"
+        ) from None
+
+
+WEBHOOK_ALLOWED_PRIVATE_NETWORKS = _env_networks("WEBHOOK_ALLOWED_PRIVATE_NETWORKS")
 
 # Collecting invoices (products/payments.py): `none` leaves payment to whatever the user runs
 # (POST /api/invoices/{id}/mark-paid); `stripe` charges each issued invoice through Stripe.
@@ -331,8 +339,15 @@ API_RATE_LIMIT_PROVIDER_PER_SECOND = int(
     os.environ.get("API_RATE_LIMIT_PROVIDER_PER_SECOND", "200")
 )
 
+# Reverse proxies (load balancers) in front of the web process, as addresses or networks: a
+# request from one of them is counted (API rate limits, login throttle) by the client address
+# it appends to X-Forwarded-For (billing_site/client_address.py). Empty: REMOTE_ADDR, and a
+# client's own X-Forwarded-For is ignored.
+TRUSTED_PROXIES = _env_networks("TRUSTED_PROXIES")
+
 # Staff login throttling (billing_site/login_throttle.py): after this many failed logins for one
-# user name, or from one client address (REMOTE_ADDR), within the window, logins are refused.
+# user name, or from one client address (billing_site/client_address.py), within the window,
+# logins are refused.
 LOGIN_THROTTLE_FAILURES = int(os.environ.get("LOGIN_THROTTLE_FAILURES", "5"))
 LOGIN_THROTTLE_IP_FAILURES = int(os.environ.get("LOGIN_THROTTLE_IP_FAILURES", "20"))
 LOGIN_THROTTLE_WINDOW_SECONDS = int(os.environ.get("LOGIN_THROTTLE_WINDOW_SECONDS", "900"))

@@ -14,13 +14,9 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from billing_site import login_throttle
+from billing_site.client_address import client_ip
 
 THROTTLED = "throttled"
-
-
-def client_ip(request: HttpRequest) -> str:
-    """The address the API's rate limits use too (see README on proxies)."""
-    return request.META.get("REMOTE_ADDR") or "unknown"
 
 
 class ThrottledLoginForm(AdminAuthenticationForm):

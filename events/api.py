@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
+from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers
@@ -15,6 +16,13 @@ from billing_site.api.fields import filter_exact, parse_query_datetime
 from billing_site.api.strict import PAGING, StrictQueryMixin
 from billing_site.errors import DomainError, NotFound
 from events.models import Event
+from events.partitions import Month
+from events.queries import (
+    EventsArchived,
+    archived_before,
+    refuse_archived_event,
+    refuse_archived_ranges,
+)
 from products.billing import ingest_events
 
 
@@ -71,6 +79,7 @@ class EventListView(StrictQueryMixin, generics.ListAPIView):
             events = self._matching(events, params["meter_id"], params.get("event_name"))
         start = parse_query_datetime(params, "start")
         end = parse_query_datetime(params, "end")
+        self._refuse_archived(start, end)
         if start is not None:
             events = events.filter(timestamp__gte=start)
         if end is not None:
@@ -84,10 +93,32 @@ class EventListView(StrictQueryMixin, generics.ListAPIView):
             OpenApiParameter("meter_id", str),
             OpenApiParameter("start", str, description="Inclusive, ISO 8601."),
             OpenApiParameter("end", str, description="Exclusive, ISO 8601."),
-        ]
+        ],
+        description=(
+            "Extension: a `start` in a month archived by `manage.py archive_events`, or an "
+            "`end` at or before the first month still stored, answers 409 `EVENTS_ARCHIVED` "
+            "naming that month instead of a short list. Without `start` the list is of the "
+            "events still stored."
+        ),
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
+
+    @staticmethod
+    def _refuse_archived(start, end) -> None:
+        """A range that reaches into archived months is refused, not answered short: an empty
+        or partial page would read as "no events then". Without `start` the list is of the
+        events still stored, unless `end` says every one asked for is archived."""
+        if start is not None:
+            refuse_archived_ranges([(start, end or start)], "This list of events")
+        elif end is not None:
+            horizon = archived_before()
+            if horizon is not None and end <= horizon:
+                raise EventsArchived(
+                    f"This list of events ends at {end.isoformat()}, but the events of every "
+                    f"month before {Month.of(horizon)} are archived: none of them is stored. "
+                    f"Ask from {horizon.isoformat()} on."
+                )
 
     @staticmethod
     def _matching(events, meter_id: str, event_name: str | None):
@@ -114,3 +145,20 @@ class EventDetailView(StrictQueryMixin, generics.RetrieveAPIView):
     serializer_class = EventSerializer
     queryset = Event.objects.all()
     lookup_field = "event_id"
+
+    @extend_schema(
+        description=(
+            "404 for an id never stored. Extension: 409 `EVENTS_ARCHIVED` for an event stored "
+            "in a month since archived (`manage.py archive_events`): its key says it was "
+            "stored, its row is gone."
+        )
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_object(self) -> Event:
+        try:
+            return super().get_object()
+        except Http404:
+            refuse_archived_event(self.kwargs[self.lookup_field])
+            raise

@@ -9,11 +9,25 @@ from django.utils import timezone
 
 from billing_site.jsonutil import ExactJSONDecoder, ExactJSONEncoder
 
+WRITTEN_BY_INGEST = (
+    "Events are stored only by events/ingest.py, which writes each event_id's key "
+    "(events_eventkey) in the same statement, so dedupe holds across months and archives. "
+    "Store them through products.billing.ingest_events (tests: tests.factories.ingest_events)."
+)
+
+
+class EventQuerySet(models.QuerySet):
+    def bulk_create(self, *args, **kwargs):
+        """Refused: rows written here would have no key, and a repeat of their id would be
+        stored again."""
+        raise TypeError(WRITTEN_BY_INGEST)
+
 
 class Event(models.Model):
     """One stored event. The table is range-partitioned by month of `timestamp` (migration 0005,
     events/partitions.py): the database's primary key is (id, timestamp), and `event_id` is kept
-    unique by `EventKey`, written in the same statement (events/ingest.py)."""
+    unique by `EventKey`, written in the same statement (events/ingest.py). Inserting through
+    the ORM (`save`, `objects.create`, `bulk_create`) is refused for that reason."""
 
     # The surrogate key records ingestion order, which breaks ties for the `last` aggregation.
     # Unique by its sequence; the database's key adds `timestamp`, as partitioning requires.
@@ -26,6 +40,8 @@ class Event(models.Model):
         default=dict, blank=True, encoder=ExactJSONEncoder, decoder=ExactJSONDecoder
     )
     ingested_at = models.DateTimeField(default=timezone.now)
+
+    objects = EventQuerySet.as_manager()
 
     class Meta:
         indexes = [
@@ -43,6 +59,11 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return self.event_id
+
+    def save(self, *args, **kwargs) -> None:
+        if self._state.adding:
+            raise TypeError(WRITTEN_BY_INGEST)
+        super().save(*args, **kwargs)
 
 
 class EventKey(models.Model):

@@ -138,6 +138,18 @@ def event_id_was_stored(event_id: str) -> bool:
         return bool(cursor.fetchone()[0])
 
 
+def refuse_archived_event(event_id: str) -> None:
+    """Raise EventsArchived when no row of `event_id` was found but its key says it was stored:
+    its month is archived, and answering "unknown event" would be wrong."""
+    horizon = archived_before()
+    if horizon is not None and event_id_was_stored(event_id):
+        raise EventsArchived(
+            f"Event {event_id!r} was stored, but it is no longer in the events table: the "
+            f"events of every month before {Month.of(horizon)} are archived. Its usage stays "
+            "in the rollups and on the invoice that billed it."
+        )
+
+
 def refuse_archived_ranges(ranges: Iterable[tuple[datetime, datetime]], what: str) -> None:
     """Raise EventsArchived when any of `ranges` of raw events starts in an archived month:
     an answer computed without them would be silently short."""

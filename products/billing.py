@@ -349,13 +349,26 @@ def ingest_events(body: bytes, *, now: datetime) -> int:
 # --- the cycle ------------------------------------------------------------------------------------
 
 
-def _billed_in_credits() -> Q:
-    """Subscriptions whose product bills a meter in credits or grants credits each cycle."""
-    return Exists(
-        ProductMeter.objects.filter(
-            product_id=OuterRef("product_id"), credit_entitlement__isnull=False
+def _grants_credits(product_ref: str) -> Exists:
+    """The product named by the outer `product_ref` grants credits each cycle."""
+    return Exists(ProductCreditEntitlement.objects.filter(product_id=OuterRef(product_ref)))
+
+
+def _uses_credits(product_ref: str) -> Q:
+    """The rule of "a product with credits", once: it bills a meter in credits or grants
+    credits each cycle. Such products are closed one subscription per transaction."""
+    return Q(
+        Exists(
+            ProductMeter.objects.filter(
+                product_id=OuterRef(product_ref), credit_entitlement__isnull=False
+            )
         )
-    ) | Exists(ProductCreditEntitlement.objects.filter(product_id=OuterRef("product_id")))
+    ) | Q(_grants_credits(product_ref))
+
+
+def _billed_in_credits() -> Q:
+    """Subscriptions whose product uses credits."""
+    return _uses_credits("product_id")
 
 
 def _claim(now: datetime, limit: int, condition: Q) -> list[Subscription]:
@@ -409,6 +422,7 @@ class _Catalogue:
 
     product_meters: dict[str, list[ProductMeter]]
     granting: set[str]  # products that grant credits each period
+    with_credits: set[str]  # products that use credits (`_uses_credits`)
 
     @classmethod
     def of(cls, subscriptions: Iterable[Subscription]) -> _Catalogue:
@@ -420,17 +434,20 @@ class _Catalogue:
             .order_by("product_id", "position")
         ):
             product_meters[product_meter.product_id].append(product_meter)
-        granting = set(
-            ProductCreditEntitlement.objects.filter(product_id__in=product_ids).values_list(
-                "product_id", flat=True
-            )
-        )
-        return cls(product_meters, granting)
+        granting, with_credits = set(), set()
+        for product_id, grants, uses in (
+            Product.objects.filter(pk__in=product_ids)
+            .annotate(grants=_grants_credits("pk"), uses=_uses_credits("pk"))
+            .values_list("pk", "grants", "uses")
+        ):
+            if grants:
+                granting.add(product_id)
+            if uses:
+                with_credits.add(product_id)
+        return cls(product_meters, granting, with_credits)
 
     def uses_credits(self, subscription: Subscription) -> bool:
-        return subscription.product_id in self.granting or any(
-            pm.credit_entitlement_id for pm in self.product_meters[subscription.product_id]
-        )
+        return subscription.product_id in self.with_credits
 
 
 def period_lines(
@@ -600,7 +617,8 @@ def lead_lines(
 
 
 def uses_credits(subscription: Subscription) -> bool:
-    return _Catalogue.of([subscription]).uses_credits(subscription)
+    """Whether the subscription's product uses credits (the rule the billing cycle claims by)."""
+    return Product.objects.filter(pk=subscription.product_id).filter(_uses_credits("pk")).exists()
 
 
 def oldest_drafts(subscription: Subscription) -> list[Invoice]:

@@ -15,8 +15,7 @@ from typing import Any
 
 from billing_site.names import name_distance
 from events.models import Event, RefusedEvent
-from events.partitions import Month
-from events.queries import EventsArchived, archived_before, event_id_was_stored
+from events.queries import refuse_archived_event
 from meters.filters import failed_conditions, is_numeric_string, value_type
 from meters.models import Aggregation, Meter
 from products.models import (
@@ -91,13 +90,7 @@ def explain_event(event_id: str) -> dict | None:
         RefusedEvent.objects.filter(event_id=event_id).order_by("-refused_at", "-id")[:MAX_REFUSALS]
     )
     if event is None and not refusals:
-        horizon = archived_before()
-        if horizon is not None and event_id_was_stored(event_id):
-            raise EventsArchived(
-                f"Event {event_id!r} was stored, but it is no longer in the events table: the "
-                f"events of every month before {Month.of(horizon)} are archived. Its usage stays "
-                "in the rollups and on the invoice that billed it."
-            )
+        refuse_archived_event(event_id)
         return None
     if event is not None:
         facts = _Facts(

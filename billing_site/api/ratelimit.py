@@ -3,7 +3,8 @@
 Two fixed windows at once, as Dodo's tiers have them: a burst limit per second and a sustained
 limit per minute (defaults 40/s and 240/min, Dodo's tier 0; `API_RATE_LIMIT_PER_SECOND` /
 `API_RATE_LIMIT_PER_MINUTE`, overridden per key by `ApiKey.rate_limit_per_second/_minute`; 0 turns a
-window off). Requests without a valid key are limited per client IP (`REMOTE_ADDR`) at 20/s and
+window off). Requests without a valid key are limited per client IP (billing_site/client_address.py:
+`REMOTE_ADDR`, or behind `TRUSTED_PROXIES` the client they forward for) at 20/s and
 100/min (`API_RATE_LIMIT_ANON_PER_SECOND` / `_PER_MINUTE`), except payment providers' webhooks
 (`/api/providers/...`, signed), counted per IP on their own at 200/s
 (`API_RATE_LIMIT_PROVIDER_PER_SECOND`).
@@ -39,6 +40,7 @@ from django.http import JsonResponse
 
 from billing_site.api.authentication import bearer_token, lookup_api_key
 from billing_site.api.exceptions import error_body, service_unavailable
+from billing_site.client_address import client_ip
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +242,7 @@ def identify(request) -> tuple[str, Limits, str]:
         )
         # The hash, not the primary key: unique even across databases sharing one Redis.
         return f"key:{api_key.key_hash[:32]}", limits, "this API key"
-    ip = request.META.get("REMOTE_ADDR") or "unknown"
+    ip = client_ip(request)
     if request.path_info.startswith(PROVIDER_PREFIX):
         # A payment provider's webhooks come in bursts (a billing run's charges) from a few
         # addresses, and carry their own signature: a counter of their own, not the anonymous
