@@ -184,7 +184,9 @@ def disk(db_url: str) -> dict:
     with psycopg.connect(db_url) as conn:
         row = conn.execute(
             "SELECT pg_database_size(current_database()),"
-            " pg_total_relation_size('events_event'),"
+            # Partitioned by month: the parent holds no rows, its partitions do.
+            " (SELECT coalesce(sum(pg_total_relation_size(relid)), 0)"
+            "  FROM pg_partition_tree('events_event')),"
             " pg_total_relation_size('meters_hourlyusage'),"
             " pg_total_relation_size('meters_dailyusage'),"
             " pg_total_relation_size('meters_meterdailytotal'),"
