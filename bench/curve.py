@@ -184,16 +184,25 @@ def disk(db_url: str) -> dict:
     with psycopg.connect(db_url) as conn:
         row = conn.execute(
             "SELECT pg_database_size(current_database()),"
-            " pg_total_relation_size('events_event'),"
+            # Partitioned by month: the parent holds no rows, its partitions do.
+            " (SELECT coalesce(sum(pg_total_relation_size(relid)), 0)"
+            "  FROM pg_partition_tree('events_event')),"
             " pg_total_relation_size('meters_hourlyusage'),"
             " pg_total_relation_size('meters_dailyusage'),"
+            " pg_total_relation_size('meters_meterdailytotal'),"
             " (SELECT reltuples FROM pg_class WHERE oid = 'meters_hourlyusage'::regclass),"
             " (SELECT reltuples FROM pg_class WHERE oid = 'meters_dailyusage'::regclass)"
         ).fetchone()
-    keys = ("database", "events_event", "meters_hourlyusage", "meters_dailyusage")
-    return dict(zip(keys, row[:4], strict=True)) | {
-        "hourly_rows_estimate": int(row[4]),
-        "daily_rows_estimate": int(row[5]),
+    keys = (
+        "database",
+        "events_event",
+        "meters_hourlyusage",
+        "meters_dailyusage",
+        "meters_meterdailytotal",
+    )
+    return dict(zip(keys, row[:5], strict=True)) | {
+        "hourly_rows_estimate": int(row[5]),
+        "daily_rows_estimate": int(row[6]),
     }
 
 
@@ -202,7 +211,10 @@ def vacuum_buckets() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM (ANALYZE) meters_hourlyusage, meters_dailyusage, events_ingestbatch")
+        cursor.execute(
+            "VACUUM (ANALYZE) meters_hourlyusage, meters_dailyusage, meters_meterdailytotal,"
+            " events_ingestbatch"
+        )
 
 
 # --- ingest and rollup of fresh events ---------------------------------------------------------
@@ -461,7 +473,9 @@ def flat(row: dict) -> dict:
         "load_s": row["load"]["seconds"],
         "database_bytes": row["disk"]["database"],
         "events_table_bytes": row["disk"]["events_event"],
-        "bucket_tables_bytes": row["disk"]["meters_hourlyusage"] + row["disk"]["meters_dailyusage"],
+        "bucket_tables_bytes": row["disk"]["meters_hourlyusage"]
+        + row["disk"]["meters_dailyusage"]
+        + row["disk"].get("meters_meterdailytotal", 0),
         "backfill_events_per_s": row["backfill"]["events_per_s"],
         "ingest_events_per_s": row["ingest"]["events_per_s"],
         "ingest_server_cpu_ms_per_1000": row["ingest"]["server_cpu_ms_per_1000"],
@@ -580,7 +594,9 @@ def report(results: dict) -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in results["sizes"]:
         d, b, i, r = row["disk"], row["backfill"], row["ingest"], row["rollup"]
-        buckets = d["meters_hourlyusage"] + d["meters_dailyusage"]
+        buckets = (
+            d["meters_hourlyusage"] + d["meters_dailyusage"] + d.get("meters_meterdailytotal", 0)
+        )
         print(
             f"| {row['size']:,} | {row['load']['history_days']:,.0f} days "
             f"| {row['load']['seconds']:,.0f} s | {d['database'] / 1e9:.2f} GB "

@@ -335,6 +335,7 @@ def rewind(since: datetime, batch_size: int = EVENTS_PER_BATCH) -> int:
             raise BenchmarkFailed("events_ingestbatch is not empty before the rewind")
         cursor.execute("DELETE FROM meters_hourlyusage WHERE hour >= %s", [since])
         cursor.execute("DELETE FROM meters_dailyusage WHERE day >= %s", [since])
+        cursor.execute("DELETE FROM meters_meterdailytotal WHERE day >= %s", [since])
         cursor.execute(
             """
             INSERT INTO events_ingestbatch (event_ids, first_timestamp, last_timestamp, created_at)

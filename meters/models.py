@@ -73,6 +73,13 @@ class Meter(models.Model):
         return self.backfilled_version == self.definition_version
 
     @property
+    def keeps_daily_totals(self) -> bool:
+        """Whether `MeterDailyTotal` rows are kept: for every aggregation but unique_count,
+        whose day across customers would be a union of bit strings (its series read the
+        per-customer daily buckets instead)."""
+        return self.aggregation_type != Aggregation.UNIQUE_COUNT
+
+    @property
     def backfill_progress(self) -> float:
         """Share of history backfilled for the current definition, for staff to watch."""
         if self.rollups_ready:
@@ -172,3 +179,24 @@ class DailyUsage(_Bucket):
 
     def __str__(self) -> str:
         return f"{self.meter_id} {self.customer_id} {self.day:%Y-%m-%d}"
+
+
+class MeterDailyTotal(_Bucket):
+    """One meter's usage of one UTC day across all its customers: the merge of that day's
+    `DailyUsage` rows, kept by `meters.preaggregates` in the transactions that write them.
+
+    A series over all customers reads one row a day here instead of one per customer and day.
+    Not kept for unique_count meters (their series read the daily buckets, see
+    `meters.preaggregates.keeps_totals`). Archiving keeps these rows, as it keeps the buckets.
+    """
+
+    customer_id = None  # type: ignore[assignment]
+    day = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["meter", "day"], name="meter_daily_total_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} {self.day:%Y-%m-%d} (all customers)"

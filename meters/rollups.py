@@ -32,6 +32,7 @@ from events.queries import (
     claimed_events_sql,
 )
 from meters.models import Aggregation, Meter
+from meters.preaggregates import DAILY_TOTALS_TABLE, write_preaggregates
 from meters.usage import (
     BUCKET_COLUMNS,
     DAY,
@@ -169,6 +170,7 @@ def roll_up_pending(*, max_batches: int = MAX_BATCHES_PER_TRANSACTION) -> int:
             ids_by_name = _ids_by_event_name(claim)
             for meter in _lock_meters_for_share(list(ids_by_name)):
                 _apply_delta(meter, claim.subset(ids_by_name[meter.event_name]))
+                write_preaggregates(meter, claim.first_timestamp, claim.last_timestamp)
             return len(claim.event_ids)
 
     return with_retries(work, attempts=RETRIES, backoff_seconds=0.05)
@@ -297,6 +299,7 @@ def backfill_step(meter_id: str, *, now: datetime | None = None, days: int | Non
                     for table, column in (
                         ("meters_hourlyusage", "hour"),
                         ("meters_dailyusage", "day"),
+                        (DAILY_TOTALS_TABLE, "day"),
                     ):
                         cursor.execute(
                             f"DELETE FROM {table} WHERE meter_id = %s AND {column} >= %s",
@@ -323,6 +326,7 @@ def backfill_step(meter_id: str, *, now: datetime | None = None, days: int | Non
             start = meter.backfill_next_day
             end = min(start + days * DAY, horizon)
             _rebuild_days(meter, start, end)
+            write_preaggregates(meter, start, end - DAY)
             meter.backfill_days_done += (end - start).days
             meter.backfill_next_day = end
             done = end >= horizon

@@ -29,7 +29,7 @@ from events.queries import (
     claimed_events_sql,
 )
 from meters import rollups
-from meters.models import Meter
+from meters.models import Meter, MeterDailyTotal
 from meters.usage import meter_usage, usage_by_customer, usage_series
 from products import proofs
 from products.archive import ArchiveRefused, archive_events
@@ -367,10 +367,25 @@ def test_archive_is_refused_while_a_period_is_open_and_accepted_once_invoiced(tm
     # The keys of archived events stay: a repeat (stamped later) is still ignored.
     repeat = {"event_id": "jan-1", "customer_id": "x", "event_name": "api.call"}
     assert ingest_events([repeat], now=AFTER) == 0
-    # A meter rebuilt after archiving keeps its archived months' buckets.
+    # A meter rebuilt after archiving keeps its archived months' buckets and daily totals
+    # (the series over all customers above reads January from those).
+    january_totals = list(
+        MeterDailyTotal.objects.filter(meter=meter, day__lt=FEBRUARY.start)
+        .order_by("day")
+        .values_list("day", "event_count")
+    )
+    assert sum(count for _, count in january_totals) == jan_rows
     Meter.objects.filter(id=meter.id).update(backfilled_version=0)
     assert rollups.backfill_meter(meter.id)
     assert _usage_from_rollups(meter, subscription.customer_id) == before
+    assert (
+        list(
+            MeterDailyTotal.objects.filter(meter=meter, day__lt=FEBRUARY.start)
+            .order_by("day")
+            .values_list("day", "event_count")
+        )
+        == january_totals
+    )
 
 
 def test_archive_names_every_reason_to_wait():
