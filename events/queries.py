@@ -40,14 +40,29 @@ class ClaimedEvents:
         return ClaimedEvents(event_ids, self.first_timestamp, self.last_timestamp)
 
 
-def claimed_events_sql(claim: ClaimedEvents, alias: str = "e") -> tuple[str, list]:
-    """The condition "`alias` is one of the claimed events", for a WHERE clause on events_event,
-    with its parameters. Bound as literals (Django's cursor), so the planner prunes partitions."""
+def claimed_events_relation(claim: ClaimedEvents, alias: str = "e") -> tuple[str, list]:
+    """The claimed events as a relation named `alias` (for a FROM clause), with its parameters.
+
+    Read by primary key whatever the planner believes: one lookup per claimed id that cannot be
+    flattened (OFFSET 0), so the plan is a nested loop of one-row index scans. `id = ANY(ids)`
+    next to a meter's filter let the planner, with statistics from when the table was small,
+    scan the event name's index and test every event of that name against the whole array
+    (docs/benchmarks.md, "Rollups"). The batches' timestamp range is inside the lookup, bound as
+    literals (Django's cursor), so each lookup reads only the months the batches touched.
+    """
     if claim.first_timestamp is None or claim.last_timestamp is None:
-        return f"{alias}.id = ANY(%s)", [claim.event_ids]
+        in_range, range_params = "", []
+    else:
+        in_range = " AND one.timestamp >= %s AND one.timestamp <= %s"
+        range_params = [claim.first_timestamp, claim.last_timestamp]
     return (
-        f"{alias}.id = ANY(%s) AND {alias}.timestamp >= %s AND {alias}.timestamp <= %s",
-        [claim.event_ids, claim.first_timestamp, claim.last_timestamp],
+        f"""(
+        SELECT event.* FROM unnest(%s::bigint[]) AS claimed(id)
+        CROSS JOIN LATERAL (
+            SELECT * FROM {EVENTS_TABLE} one WHERE one.id = claimed.id{in_range} OFFSET 0
+        ) event
+    ) {alias}""",
+        [claim.event_ids, *range_params],
     )
 
 
@@ -57,7 +72,7 @@ def claim_pending_batches(max_batches: int) -> ClaimedEvents:
     Must run inside the transaction that applies them: the rows are deleted there, so either the
     buckets and the deletion commit together or neither does. SKIP LOCKED lets several workers
     claim disjoint batches at once; an uncommitted batch is invisible until its ingest commits.
-    Read the events with `claimed_events_sql`.
+    Read the events with `claimed_events_relation`.
     """
     with connection.cursor() as cursor:
         cursor.execute(
