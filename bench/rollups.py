@@ -45,8 +45,8 @@ from bench.common import (
     benchmark_parser,
     database_url,
     finish,
-    machine,
     machine_line,
+    start_results,
 )
 from bench.usage import (
     DAYS,
@@ -97,13 +97,35 @@ def analyze_while_small(db_url: str, start: datetime) -> None:
         conn.execute("DELETE FROM events_event")
 
 
+def load_on_stale_statistics(
+    args: argparse.Namespace, events: int
+) -> tuple[str, dict[str, str], datetime, dict[str, float]]:
+    """The benchmark's database (`--db-name`), its statistics a new installation's
+    (`analyze_while_small`), then `events` events of the last month (`--customers`, `--seed`)
+    COPYed in and never analyzed; (URL, project env, first hour of the events, load timings)."""
+    print(f"creating {args.db_name}, ANALYZE while small, COPY {events:,} events")
+    db_url, env = prepare_database(args.server_url, args.db_name)
+    start = data_start_for(datetime.now(UTC).date())
+    analyze_while_small(db_url, start)
+    timings = load_events(
+        db_url,
+        events=events,
+        customers=args.customers,
+        start=start,
+        seed=args.seed,
+        analyze=False,
+    )
+    return db_url, env, start, timings
+
+
 def statistics_seen(db_url: str) -> dict:
     """What the planner's statistics say about the tables the rollups read."""
     with psycopg.connect(db_url) as conn:
         tables = dict(
             conn.execute(
                 "SELECT relname, reltuples::bigint FROM pg_class "
-                "WHERE relname = ANY(%s) OR relname LIKE 'events\\_event\\_p%%' ORDER BY relname",
+                "WHERE (relname = ANY(%s) OR relname LIKE 'events\\_event\\_p%%') "
+                "AND relkind IN ('r', 'p') ORDER BY relname",
                 [["events_event", "events_ingestbatch", *BUCKET_TABLES]],
             ).fetchall()
         )
@@ -257,27 +279,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    results: dict = {
-        "parameters": vars(args) | {"json": str(args.json) if args.json else None},
-        "machine": machine(args.server_url),
-    }
+    results = start_results(args)
     try:
         if args.skip_load:
             db_url = database_url(args.server_url, args.db_name)
             start, loaded = loaded_data_start(db_url)
         else:
-            start = data_start_for(datetime.now(UTC).date())
-            print(f"creating {args.db_name}, ANALYZE while small, COPY {args.events:,} events")
-            db_url, _ = prepare_database(args.server_url, args.db_name)
-            analyze_while_small(db_url, start)
-            timings = load_events(
-                db_url,
-                events=args.events,
-                customers=args.customers,
-                start=start,
-                seed=args.seed,
-                analyze=False,
-            )
+            db_url, _, start, timings = load_on_stale_statistics(args, args.events)
             loaded = args.events
             results["load"] = {k: round(v, 1) for k, v in timings.items()}
         results["events"] = loaded

@@ -53,11 +53,11 @@ from bench.common import (
     finish,
     free_port,
     gunicorn_server,
-    machine,
     machine_line,
+    start_results,
 )
-from bench.rollups import analyze_while_small, statistics_seen
-from bench.usage import EVENT_NAMES, data_start_for, load_events, prepare_database
+from bench.rollups import load_on_stale_statistics, statistics_seen
+from bench.usage import EVENT_NAMES
 
 LAG_GOAL_S = 60.0
 DRAIN_GOAL_S = 60.0
@@ -259,25 +259,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    results: dict = {
-        "parameters": vars(args) | {"json": str(args.json) if args.json else None},
-        "machine": machine(args.server_url),
-    }
+    results = start_results(args)
     redis_url = args.redis_url
     worker = None
     try:
-        print(f"creating {args.db_name}, ANALYZE while small, COPY {args.history_events:,} events")
-        db_url, env = prepare_database(args.server_url, args.db_name)
-        start = data_start_for(datetime.now(UTC).date())
-        analyze_while_small(db_url, start)
-        load_events(
-            db_url,
-            events=args.history_events,
-            customers=args.customers,
-            start=start,
-            seed=args.seed,
-            analyze=False,
-        )
+        db_url, env, _, _ = load_on_stale_statistics(args, args.history_events)
         env.update(
             REDIS_URL=redis_url, API_RATE_LIMIT_PER_SECOND="0", API_RATE_LIMIT_PER_MINUTE="0"
         )
