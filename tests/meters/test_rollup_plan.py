@@ -59,6 +59,12 @@ def bulk_load_after_analyze(event_name: str) -> None:
             "FROM generate_series(1, %s) n",
             [event_name, NOW, NOW, EVENTS],
         )
+        # Their keys, as the ingest statement writes them with the events.
+        cursor.execute(
+            "INSERT INTO events_eventkey (event_id) SELECT event_id FROM events_event "
+            "WHERE event_name = %s",
+            [event_name],
+        )
         cursor.execute(
             "INSERT INTO events_ingestbatch (event_ids, first_timestamp, last_timestamp, "
             "created_at) SELECT array_agg(id ORDER BY id), min(timestamp), max(timestamp), %s "
