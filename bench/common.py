@@ -75,6 +75,14 @@ def machine(server_url: str) -> dict:
     }
 
 
+def start_results(args: argparse.Namespace) -> dict:
+    """A run's results as every benchmark starts them: its parameters and the machine."""
+    return {
+        "parameters": vars(args) | {"json": str(args.json) if args.json else None},
+        "machine": machine(args.server_url),
+    }
+
+
 def machine_line(results: dict) -> str:
     """The results' first line: where they were measured and how busy the machine was."""
     before, after = results["machine"]["load_average_before"][0], results["load_average_after"][0]

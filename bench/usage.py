@@ -188,12 +188,14 @@ def load_events(
     seed: int,
     days: float = DAYS,
     first_number: int = 0,
+    analyze: bool = True,
 ) -> dict[str, float]:
     """COPY the events in one transaction, secondary indexes dropped and rebuilt around it
     (`days` and `first_number` as in `event_chunks`).
 
     The rebuilt indexes and the unique constraint are the migration's own definitions, read back
-    from the catalogue, so the schema afterwards is exactly the migrated one.
+    from the catalogue, so the schema afterwards is exactly the migrated one. Without `analyze`
+    the events keep whatever statistics they had (bench/rollups.py: stale ones).
     """
     timings = {}
     with psycopg.connect(db_url) as conn:
@@ -243,6 +245,8 @@ def load_events(
             # A partitioned index reads back as ON ONLY (the parent alone): build it everywhere.
             conn.execute(definition.replace(" ON ONLY ", " ON ", 1))
         timings["index_s"] = time.perf_counter() - started
+    if not analyze:
+        return timings
     started = time.perf_counter()
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE) events_event")

@@ -22,8 +22,9 @@ KEYS_TABLE = "events_eventkey"
 # The beat task keeps this many months after the current one ready.
 MONTHS_AHEAD = 3
 
-# The columns of events_event in table order (the conversion copies rows in this order).
-_COLUMNS = "id, event_id, customer_id, event_name, timestamp, metadata, ingested_at"
+# The columns of events_event in table order (the conversion copies rows in this order; rollups
+# read partitions by name with them).
+COLUMNS = "id, event_id, customer_id, event_name, timestamp, metadata, ingested_at"
 
 
 @dataclass(frozen=True, order=True)
@@ -93,6 +94,21 @@ def month_partitions(cursor: Any) -> list[Month]:
     return sorted(months)
 
 
+def tables_for_range(cursor: Any, first: datetime, last: datetime) -> list[str]:
+    """The tables that can hold events stamped in [first, last]: the partitions of its months,
+    and the default partition when one of them has none (its events are kept there)."""
+    attached = set(month_partitions(cursor))
+    tables, unpartitioned = [], False
+    month, last_month = Month.of(first.astimezone(UTC)), Month.of(last.astimezone(UTC))
+    while month <= last_month:
+        if month in attached:
+            tables.append(month.table)
+        else:
+            unpartitioned = True
+        month = month.next()
+    return [*tables, DEFAULT_PARTITION] if unpartitioned else tables
+
+
 def create_month_partition(cursor: Any, month: Month) -> int:
     """Attach a partition for `month`, moving its rows out of the default partition; returns
     the rows moved. Must run inside a transaction (the move and the attach commit together).
@@ -116,9 +132,9 @@ def create_month_partition(cursor: Any, month: Month) -> int:
         WITH moved AS (
             DELETE FROM {DEFAULT_PARTITION}
             WHERE timestamp >= %s AND timestamp < %s
-            RETURNING {_COLUMNS}
+            RETURNING {COLUMNS}
         )
-        INSERT INTO {table} ({_COLUMNS}) SELECT {_COLUMNS} FROM moved ORDER BY id
+        INSERT INTO {table} ({COLUMNS}) SELECT {COLUMNS} FROM moved ORDER BY id
         """,
         [month.start, month.end],
     )
@@ -224,7 +240,7 @@ def convert_to_partitioned(cursor: Any, *, now: datetime, months_ahead: int = MO
             f"CREATE TABLE {month.table} PARTITION OF {PARENT} "
             f"FOR VALUES FROM ({_bound(month.start)}) TO ({_bound(month.end)})"
         )
-    cursor.execute(f"INSERT INTO {PARENT} ({_COLUMNS}) SELECT {_COLUMNS} FROM {old} ORDER BY id")
+    cursor.execute(f"INSERT INTO {PARENT} ({COLUMNS}) SELECT {COLUMNS} FROM {old} ORDER BY id")
     moved = cursor.rowcount
     cursor.execute(f"CREATE TABLE {KEYS_TABLE} (event_id varchar(255) PRIMARY KEY)")
     cursor.execute(
@@ -269,7 +285,7 @@ def detach_month(cursor: Any, month: Month, *, dump_dir: Path | None) -> tuple[i
     with (
         path.open("wb") as out,
         cursor.copy(
-            f"COPY (SELECT {_COLUMNS} FROM {month.table} ORDER BY id) "
+            f"COPY (SELECT {COLUMNS} FROM {month.table} ORDER BY id) "
             "TO STDOUT WITH (FORMAT csv, HEADER)"
         ) as copy,
     ):

@@ -13,7 +13,7 @@ from django.db import connection
 
 from billing_site.errors import DomainError
 from events.models import ArchivedMonth
-from events.partitions import Month
+from events.partitions import COLUMNS, DEFAULT_PARTITION, Month, tables_for_range
 
 # Ids of stored events that no rollup has counted yet. Inside one statement this is consistent
 # with the buckets: a batch disappears from here in the same commit that adds it to buckets.
@@ -27,27 +27,43 @@ class ClaimedEvents:
     """The events of claimed ingest batches: their ids and the range of their timestamps.
 
     The range is what makes reading them cheap on a table partitioned by month: with it the
-    read prunes to the months the batches touched instead of probing every month's key.
-    None when a claimed batch predates the logging of ranges (migration 0005).
+    read looks only in the partitions of the months the batches touched (`tables`) instead of
+    probing every month's key. None when a claimed batch predates the logging of ranges
+    (migration 0005): then `tables` is empty and the whole table is read.
     """
 
     event_ids: list[int]
     first_timestamp: datetime | None
     last_timestamp: datetime | None
+    tables: tuple[str, ...] = ()
 
     def subset(self, event_ids: list[int]) -> ClaimedEvents:
-        """Some of these events (the same range still bounds them)."""
-        return ClaimedEvents(event_ids, self.first_timestamp, self.last_timestamp)
+        """Some of these events (the same range and tables still hold them)."""
+        return ClaimedEvents(event_ids, self.first_timestamp, self.last_timestamp, self.tables)
 
 
-def claimed_events_sql(claim: ClaimedEvents, alias: str = "e") -> tuple[str, list]:
-    """The condition "`alias` is one of the claimed events", for a WHERE clause on events_event,
-    with its parameters. Bound as literals (Django's cursor), so the planner prunes partitions."""
-    if claim.first_timestamp is None or claim.last_timestamp is None:
-        return f"{alias}.id = ANY(%s)", [claim.event_ids]
+def claimed_events_relation(claim: ClaimedEvents, alias: str = "e") -> tuple[str, list]:
+    """The claimed events as a relation named `alias` (for a FROM clause), with its parameters.
+
+    Read by primary key whatever the planner believes: for each claimed id, one lookup of
+    `id = claimed.id` alone in each of the claim's tables, which only the primary key
+    `(id, timestamp)` can serve, in a subquery that cannot be flattened (OFFSET 0). A timestamp
+    range in the lookup, there for partition pruning, let the planner with statistics from when
+    the table was small scan the `(event_name, timestamp)` index over the whole range once per
+    id; `id = ANY(ids)` next to a meter's filter let it scan the event name's index and test
+    every event of that name against the array (docs/benchmarks.md, "Rollups"). So the pruning
+    is done here: the claim names the months' partitions to read.
+    """
+    lookups = " UNION ALL ".join(
+        f"SELECT {COLUMNS} FROM {table} one WHERE one.id = claimed.id"
+        for table in claim.tables or (EVENTS_TABLE,)
+    )
     return (
-        f"{alias}.id = ANY(%s) AND {alias}.timestamp >= %s AND {alias}.timestamp <= %s",
-        [claim.event_ids, claim.first_timestamp, claim.last_timestamp],
+        f"""(
+        SELECT event.* FROM unnest(%s::bigint[]) AS claimed(id)
+        CROSS JOIN LATERAL ({lookups} OFFSET 0) event
+    ) {alias}""",
+        [claim.event_ids],
     )
 
 
@@ -57,7 +73,12 @@ def claim_pending_batches(max_batches: int) -> ClaimedEvents:
     Must run inside the transaction that applies them: the rows are deleted there, so either the
     buckets and the deletion commit together or neither does. SKIP LOCKED lets several workers
     claim disjoint batches at once; an uncommitted batch is invisible until its ingest commits.
-    Read the events with `claimed_events_sql`.
+    Read the events with `claimed_events_relation`.
+
+    When a month of the range has no partition, its events are in the default partition, and
+    a partition created for it now would move them out between this listing and the read: the
+    default partition is then locked against that (ROW EXCLUSIVE, which the creation's SHARE
+    ROW EXCLUSIVE waits for; inserts do not) and the tables are listed again under the lock.
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -71,13 +92,22 @@ def claim_pending_batches(max_batches: int) -> ClaimedEvents:
             [max_batches],
         )
         rows = cursor.fetchall()
-    firsts = [first for _, first, _ in rows]
-    lasts = [last for _, _, last in rows]
-    known = rows and None not in firsts and None not in lasts
+        firsts = [first for _, first, _ in rows]
+        lasts = [last for _, _, last in rows]
+        if not rows or None in firsts or None in lasts:
+            first = last = None
+            tables: list[str] = []
+        else:
+            first, last = min(firsts), max(lasts)
+            tables = tables_for_range(cursor, first, last)
+            if DEFAULT_PARTITION in tables:
+                cursor.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN ROW EXCLUSIVE MODE")
+                tables = tables_for_range(cursor, first, last)
     return ClaimedEvents(
         [event_id for (event_ids, _, _) in rows for event_id in event_ids],
-        min(firsts) if known else None,
-        max(lasts) if known else None,
+        first,
+        last,
+        tuple(tables),
     )
 
 

@@ -230,10 +230,11 @@ def encoded_columns(meter: Meter, dictionary_size: int) -> str:
     )
 
 
-def merge_distinct_sql(dictionary_size: int, *, old: str = "b", new: str = "excluded") -> str:
+def merge_distinct_sql(dictionary_size: int | str, *, old: str = "b", new: str = "excluded") -> str:
     """SET clauses that merge bucket `new` into bucket `old` (ON CONFLICT DO UPDATE): the union
-    of their sets, dense if either is or if the union is dense by `DENSE_FACTOR`."""
-    size = int(dictionary_size)
+    of their sets, dense if either is or if the union is dense by `DENSE_FACTOR`. The size is
+    an int or a trusted SQL expression of it (one upsert for several meters: per row)."""
+    size = f"({dictionary_size})" if isinstance(dictionary_size, str) else int(dictionary_size)
     union = f"meters_positions_union({old}.distinct_positions, {new}.distinct_positions)"
     dense = (
         f"({old}.distinct_bits IS NOT NULL OR {new}.distinct_bits IS NOT NULL"

@@ -26,7 +26,7 @@ from events.queries import (
     ClaimedEvents,
     EventsArchived,
     claim_pending_batches,
-    claimed_events_sql,
+    claimed_events_relation,
 )
 from meters import rollups
 from meters.models import Meter, MeterDailyTotal
@@ -204,19 +204,19 @@ def test_reading_claimed_batches_prunes_to_their_months():
     )
     claim = claim_pending_batches(10)
     assert claim.first_timestamp == datetime(2026, 2, 27, 23, tzinfo=UTC)
-    sql, params = claimed_events_sql(claim)
+    sql, params = claimed_events_relation(claim)
     with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN SELECT e.id FROM events_event e WHERE {sql}", params)
+        cursor.execute(f"EXPLAIN SELECT e.id FROM {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
-        cursor.execute(f"SELECT count(*) FROM events_event e WHERE {sql}", params)
+        cursor.execute(f"SELECT count(*) FROM {sql}", params)
         assert cursor.fetchone()[0] == 2
     assert "events_event_p2026_02" in plan and "events_event_p2026_03" in plan
     assert "events_event_p2026_01" not in plan and "events_event_default" not in plan
     # A batch logged before the ranges were (null range) is still read, unpruned.
     unknown = ClaimedEvents(claim.event_ids, None, None)
-    sql, params = claimed_events_sql(unknown)
+    sql, params = claimed_events_relation(unknown)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM events_event e WHERE {sql}", params)
+        cursor.execute(f"SELECT count(*) FROM {sql}", params)
         assert cursor.fetchone()[0] == 2
 
 
