@@ -41,6 +41,7 @@ from bench.common import (
     finish,
     machine,
     machine_line,
+    run_benchmark,
 )
 from bench.usage import (
     DAYS,
@@ -296,4 +297,4 @@ def report(results: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_benchmark(main)

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
-from bench.common import DEFAULT_SERVER_URL, BenchmarkFailed, database_url
+from bench.common import DEFAULT_SERVER_URL, BenchmarkFailed, database_url, run_benchmark
 from bench.usage import (
     backfill_all,
     billing_anchor,
@@ -420,4 +420,4 @@ def report(results: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_benchmark(main)

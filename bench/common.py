@@ -19,9 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -101,6 +102,15 @@ def finish(results: dict, json_path: Path | None) -> None:
 
 class BenchmarkFailed(RuntimeError):
     """A check failed or a step did not work; the benchmark stops with a non-zero exit."""
+
+
+def run_benchmark(main: Callable[[], int | None]) -> NoReturn:
+    """Every benchmark's entry point: exit with `main`'s status, or 1 with one FAILED line."""
+    try:
+        sys.exit(main())
+    except BenchmarkFailed as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def database_url(server_url: str, name: str) -> str:

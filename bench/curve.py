@@ -71,6 +71,7 @@ from bench.common import (
     machine,
     machine_line,
     project_env,
+    run_benchmark,
 )
 from bench.ingest import encode_bodies, make_stream, run_http, warm_up
 from bench.usage import (
@@ -727,4 +728,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_benchmark(main)

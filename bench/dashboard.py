@@ -42,7 +42,7 @@ from unittest import mock
 
 import psycopg
 
-from bench.common import DEFAULT_SERVER_URL, BenchmarkFailed, database_url
+from bench.common import DEFAULT_SERVER_URL, BenchmarkFailed, database_url, run_benchmark
 from bench.usage import (
     DAYS,
     Latency,
@@ -488,4 +488,4 @@ def report(results: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_benchmark(main)

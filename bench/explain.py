@@ -26,7 +26,6 @@ import logging
 import os
 import random
 import statistics
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.common import DEFAULT_SERVER_URL, BenchmarkFailed, database_url
+from bench.common import DEFAULT_SERVER_URL, BenchmarkFailed, database_url, run_benchmark
 from bench.usage import (
     billing_anchor,
     customer_id,
@@ -268,8 +267,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchmarkFailed as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_benchmark(main)

@@ -46,7 +46,6 @@ import os
 import random
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -70,6 +69,7 @@ from bench.common import (
     manage,
     project_env,
     recreate_database,
+    run_benchmark,
 )
 from events.ingest import _INSERT_SQL as APP_INSERT  # importable without Django settings
 from events.partitions import UNPARTITIONED_DDL
@@ -634,8 +634,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchmarkFailed as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_benchmark(main)

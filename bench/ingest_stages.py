@@ -51,6 +51,7 @@ from bench.common import (
     manage,
     project_env,
     recreate_database,
+    run_benchmark,
 )
 from bench.ingest import encode_bodies, make_stream
 
@@ -188,8 +189,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchmarkFailed as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_benchmark(main)

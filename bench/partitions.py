@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from datetime import UTC, datetime
 
 import psycopg
 
-from bench.common import add_database_options, benchmark_parser, recreate_database
+from bench.common import add_database_options, benchmark_parser, recreate_database, run_benchmark
 from events.partitions import UNPARTITIONED_DDL, convert_to_partitioned
 
 FILL = """
@@ -87,4 +86,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_benchmark(main)

@@ -29,7 +29,7 @@ from decimal import Decimal
 
 import psycopg
 
-from bench.common import DEFAULT_SERVER_URL, BenchmarkFailed, database_url
+from bench.common import DEFAULT_SERVER_URL, BenchmarkFailed, database_url, run_benchmark
 from bench.usage import (
     _time,
     backfill_all,
@@ -192,4 +192,4 @@ def item_end(item: dict) -> datetime:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_benchmark(main)

@@ -46,6 +46,7 @@ from bench.common import (
     database_url,
     finish,
     machine_line,
+    run_benchmark,
     start_results,
 )
 from bench.usage import (
@@ -362,4 +363,4 @@ def report(results: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_benchmark(main)

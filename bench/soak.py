@@ -54,6 +54,7 @@ from bench.common import (
     free_port,
     gunicorn_server,
     machine_line,
+    run_benchmark,
     start_results,
 )
 from bench.rollups import load_on_stale_statistics, statistics_seen
@@ -344,4 +345,4 @@ def report(results: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_benchmark(main)

@@ -53,6 +53,7 @@ from bench.common import (
     manage,
     project_env,
     recreate_database,
+    run_benchmark,
 )
 from events.partitions import Month, create_month_partition, month_partitions
 
@@ -644,4 +645,4 @@ def report(results: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_benchmark(main)
