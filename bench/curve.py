@@ -186,7 +186,7 @@ def disk(db_url: str) -> dict:
         row = conn.execute(
             "SELECT pg_database_size(current_database()),"
             # Partitioned by month: the parent holds no rows, its partitions do.
-            " (SELECT coalesce(sum(pg_total_relation_size(relid)), 0)"
+            " (SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint"
             "  FROM pg_partition_tree('events_event')),"
             " pg_total_relation_size('meters_hourlyusage'),"
             " pg_total_relation_size('meters_dailyusage'),"
