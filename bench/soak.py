@@ -297,9 +297,6 @@ def main(argv: list[str] | None = None) -> int:
         if drain_s is not None:  # else the buckets are still behind by what is waiting
             verify_counts(db_url)
         results["statistics_after"] = statistics_seen(db_url)
-    except BenchmarkFailed as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        return 1
     finally:
         if worker is not None:
             stop_celery(worker)
