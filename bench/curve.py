@@ -70,6 +70,7 @@ from bench.common import (
     gunicorn_server,
     machine,
     machine_line,
+    manage,
     project_env,
     run_benchmark,
 )
@@ -191,6 +192,7 @@ def disk(db_url: str) -> dict:
             " pg_total_relation_size('meters_hourlyusage'),"
             " pg_total_relation_size('meters_dailyusage'),"
             " pg_total_relation_size('meters_meterdailytotal'),"
+            " coalesce(pg_total_relation_size(to_regclass('meters_weeklyusage')), 0),"
             " (SELECT reltuples FROM pg_class WHERE oid = 'meters_hourlyusage'::regclass),"
             " (SELECT reltuples FROM pg_class WHERE oid = 'meters_dailyusage'::regclass)"
         ).fetchone()
@@ -200,10 +202,11 @@ def disk(db_url: str) -> dict:
         "meters_hourlyusage",
         "meters_dailyusage",
         "meters_meterdailytotal",
+        "meters_weeklyusage",
     )
-    return dict(zip(keys, row[:5], strict=True)) | {
-        "hourly_rows_estimate": int(row[5]),
-        "daily_rows_estimate": int(row[6]),
+    return dict(zip(keys, row[:6], strict=True)) | {
+        "hourly_rows_estimate": int(row[6]),
+        "daily_rows_estimate": int(row[7]),
     }
 
 
@@ -213,8 +216,8 @@ def vacuum_buckets() -> None:
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "VACUUM (ANALYZE) meters_hourlyusage, meters_dailyusage, meters_meterdailytotal,"
-            " events_ingestbatch"
+            "VACUUM (ANALYZE) meters_hourlyusage, meters_dailyusage, meters_weeklyusage,"
+            " meters_meterdailytotal, events_ingestbatch"
         )
 
 
@@ -433,6 +436,17 @@ def measure_size(
 
     meters = [Meter.objects.get(pk=meter.pk) for meter in meters]
     history_start = datetime.fromisoformat(row["load"]["history_start"])
+    row |= measure_queries(db_url, args, meters, history_start, end, size)
+    row["seconds"] = round(time.perf_counter() - began, 1)
+    row["load_average_after"] = os.getloadavg()
+    return row
+
+
+def measure_queries(
+    db_url: str, args, meters: list, history_start: datetime, end: datetime, size: int
+) -> dict:
+    """Exactness on a sample, then the queries' latency idle and loaded, and the disk used."""
+    row: dict = {}
     row["verified_customers"] = verify_sample(
         meters,
         history_start - timedelta(hours=1),
@@ -458,9 +472,38 @@ def measure_size(
         row["loaded"] = latency_rows(meters, window, args, raw=False)
     row["load_while_timing"] = load
     row["disk"] = disk(db_url)
-    row["seconds"] = round(time.perf_counter() - began, 1)
-    row["load_average_after"] = os.getloadavg()
     return row
+
+
+def requery(db_url: str, env: dict[str, str], args, results: dict) -> None:
+    """Migrate the grown database to this code and time its queries again at the size it holds:
+    a change to the queries or their pre-aggregates measured without loading the history again.
+    The size's load, backfill, ingest and rollup figures stay those of the run that grew it; its
+    earlier query figures move to `queries_before`."""
+    from meters.models import Meter
+
+    size, end = read_state(db_url)
+    kept = {row["size"]: row for row in results["sizes"]}
+    if not size or size not in kept:
+        raise BenchmarkFailed(f"{args.db_name} holds no size measured in {args.out_dir}")
+    row = kept[size]
+    print(f"=== {size:,} events: queries again ===")
+    began = time.perf_counter()
+    manage(env, "migrate", "--no-input")
+    migrated_s = time.perf_counter() - began
+    vacuum_buckets()
+    meters = list(Meter.objects.filter(name__in=LATENCY_METERS).order_by("name"))
+    history_start = datetime.fromisoformat(row["load"]["history_start"])
+    keys = ("verified_customers", "window", "idle", "machine_busy_while_idle", "loaded")
+    before = {key: row[key] for key in (*keys, "load_while_timing", "disk") if key in row}
+    row["queries_before"] = before
+    row["requery"] = {
+        "load_average_before": os.getloadavg(),
+        "migrate_and_vacuum_s": round(time.perf_counter() - began, 1),
+        "migrate_s": round(migrated_s, 1),
+    }
+    row |= measure_queries(db_url, args, meters, history_start, end, size)
+    row["requery"]["load_average_after"] = os.getloadavg()
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -476,7 +519,8 @@ def flat(row: dict) -> dict:
         "events_table_bytes": row["disk"]["events_event"],
         "bucket_tables_bytes": row["disk"]["meters_hourlyusage"]
         + row["disk"]["meters_dailyusage"]
-        + row["disk"].get("meters_meterdailytotal", 0),
+        + row["disk"].get("meters_meterdailytotal", 0)
+        + row["disk"].get("meters_weeklyusage", 0),
         "backfill_events_per_s": row["backfill"]["events_per_s"],
         "ingest_events_per_s": row["ingest"]["events_per_s"],
         "ingest_server_cpu_ms_per_1000": row["ingest"]["server_cpu_ms_per_1000"],
@@ -595,8 +639,14 @@ def report(results: dict) -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in results["sizes"]:
         d, b, i, r = row["disk"], row["backfill"], row["ingest"], row["rollup"]
-        buckets = (
-            d["meters_hourlyusage"] + d["meters_dailyusage"] + d.get("meters_meterdailytotal", 0)
+        buckets = sum(
+            d.get(table, 0)
+            for table in (
+                "meters_hourlyusage",
+                "meters_dailyusage",
+                "meters_meterdailytotal",
+                "meters_weeklyusage",
+            )
         )
         print(
             f"| {row['size']:,} | {row['load']['history_days']:,.0f} days "
@@ -666,10 +716,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--grow", action="store_true", help="keep the database and the results of smaller sizes"
     )
     parser.add_argument(
+        "--requery",
+        action="store_true",
+        help="with --grow: migrate the database and time the queries again at the size it holds",
+    )
+    parser.add_argument(
         "--out-dir", type=Path, default=REPO_ROOT / "docs", help="cost_curve.json/.csv/.png"
     )
     add_database_options(parser, db_name="billing_bench_curve")
     args = parser.parse_args(argv)
+    if args.requery and not args.grow:
+        parser.error("--requery needs --grow (the database to time is kept)")
     if args.sizes != sorted(set(args.sizes)):
         parser.error("--sizes must be ascending and distinct")
     if args.per_day * RECENT_DAYS > args.sizes[0]:
@@ -694,6 +751,20 @@ def main(argv: list[str] | None = None) -> int:
             if previous.exists():
                 kept = json.loads(previous.read_text())["sizes"]
                 results["sizes"] = [row for row in kept if row["size"] < args.sizes[0]]
+            if args.requery:
+                if not previous.exists():
+                    raise BenchmarkFailed(f"no {previous} to time the queries of again")
+                # The run that grew the database stays as it was; this run is added to it.
+                results = json.loads(previous.read_text()) | {
+                    "requery_parameters": results["parameters"],
+                    "requery_machine": results["machine"],
+                }
+                setup_django(db_url)
+                requery(db_url, env, args, results)
+                results["estimate"] = estimate(results["sizes"])
+                write_outputs(results, args.out_dir)
+                report(results)
+                return 0
             print(f"growing {args.db_name} from {loaded:,} events")
         else:
             print(f"creating {args.db_name}")

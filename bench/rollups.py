@@ -64,10 +64,11 @@ from events.partitions import Month, create_month_partition, month_partitions
 
 BACKFILL_GOAL = 0.5  # of the ceiling
 INCREMENTAL_GOAL = 0.3
-BUCKET_TABLES = ("meters_hourlyusage", "meters_dailyusage")
+BUCKET_TABLES = ("meters_hourlyusage", "meters_dailyusage", "meters_weeklyusage")
 CEILING_TABLES = {
     "meters_hourlyusage": "bench_ceiling_hourly",
     "meters_dailyusage": "bench_ceiling_daily",
+    "meters_weeklyusage": "bench_ceiling_weekly",
 }
 
 
@@ -204,6 +205,19 @@ def ceiling(meters: list) -> float:
                 """,
                 [meter.id],
             )
+            if meter.keeps_weekly_buckets:
+                days = "(SELECT * FROM bench_ceiling_daily WHERE meter_id = %s)"
+                cursor.execute(
+                    f"""
+                    INSERT INTO bench_ceiling_weekly
+                        (meter_id, customer_id, week, {BUCKET_COLUMNS})
+                    SELECT meter_id, customer_id, date_trunc('week', day, 'UTC'),
+                           {merged_aggregate_columns(meter)}
+                    FROM {bucket_rows_sql(meter, days)}
+                    GROUP BY meter_id, customer_id, date_trunc('week', day, 'UTC')
+                    """,
+                    [meter.id],
+                )
     return time.perf_counter() - started
 
 
@@ -215,7 +229,7 @@ def verify_against_ceiling(label: str) -> None:
 
     with connection.cursor() as cursor:
         for table, copy in CEILING_TABLES.items():
-            key = "hour" if "hourly" in table else "day"
+            key = {"hourly": "hour", "daily": "day", "weekly": "week"}[table[7:-5]]
             columns = f"meter_id, customer_id, {key}, {BUCKET_COLUMNS}"
             cursor.execute(
                 f"""
