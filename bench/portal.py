@@ -23,7 +23,6 @@ import argparse
 import os
 import random
 import statistics
-import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -107,66 +106,63 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_before = os.getloadavg()
-    try:
-        if args.skip_load:
-            db_url = database_url(args.server_url, args.db_name)
-            start, loaded = loaded_data_start(db_url)
-        else:
-            start = data_start_for(datetime.now(UTC).date())
-            db_url, _ = prepare_database(args.server_url, args.db_name)
-            load_events(
-                db_url, events=args.events, customers=args.customers, start=start, seed=args.seed
-            )
-            loaded = args.events
-        setup_django(db_url)
-        meters = ensure_meters(now=start)
-        if not all(meter.rollups_ready for meter in meters):
-            backfill_all(meters)
-        # What autovacuum does after the backfill's bulk writes: without statistics the planner
-        # reads a day's buckets of every customer to find one customer's.
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            conn.execute("ANALYZE meters_dailyusage")
-            conn.execute("ANALYZE meters_hourlyusage")
-        from django.test import Client
-
-        from billing_site.models import ApiKey
-        from meters.models import Meter
-        from meters.usage import meter_usage
-        from portal.alerts import check_usage_alerts
-        from products.models import Subscription
-
-        tokens = Meter.objects.get(name="LLM tokens")
-        subscribe_everyone(tokens, args.customers, billing_anchor(start))
-        _, key = ApiKey.create(
-            name="bench", rate_limit_per_second=1_000_000, rate_limit_per_minute=1_000_000
+    if args.skip_load:
+        db_url = database_url(args.server_url, args.db_name)
+        start, loaded = loaded_data_start(db_url)
+    else:
+        start = data_start_for(datetime.now(UTC).date())
+        db_url, _ = prepare_database(args.server_url, args.db_name)
+        load_events(
+            db_url, events=args.events, customers=args.customers, start=start, seed=args.seed
         )
-        client = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
-        rng = random.Random(args.seed)
-        picks = [customer_id(rng.randrange(args.customers)) for _ in range(args.runs + 3)]
-        raw = raw_copy(tokens)
-        anchor = billing_anchor(start)
-        anchor_end = Subscription.objects.first().current_period_end
-        for pick in picks[:3]:
-            [item] = client.get(f"/api/customers/{pick}/usage?meter_id={tokens.id}").json()["items"]
-            exact = meter_usage(raw, pick, anchor, item_end(item))
-            if Decimal(item["consumed_units"]) != exact.quantity:
-                raise BenchmarkFailed(f"{pick}: {item['consumed_units']} != raw {exact.quantity}")
+        loaded = args.events
+    setup_django(db_url)
+    meters = ensure_meters(now=start)
+    if not all(meter.rollups_ready for meter in meters):
+        backfill_all(meters)
+    # What autovacuum does after the backfill's bulk writes: without statistics the planner
+    # reads a day's buckets of every customer to find one customer's.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("ANALYZE meters_dailyusage")
+        conn.execute("ANALYZE meters_hourlyusage")
+        conn.execute("ANALYZE meters_weeklyusage")
+    from django.test import Client
 
-        def endpoint(i: int) -> None:
-            response = client.get(f"/api/customers/{picks[i]}/usage?meter_id={tokens.id}")
-            if response.status_code != 200:
-                raise BenchmarkFailed(response.content.decode())
+    from billing_site.models import ApiKey
+    from meters.models import Meter
+    from meters.usage import meter_usage
+    from portal.alerts import check_usage_alerts
+    from products.models import Subscription
 
-        endpoint_ms = _time(endpoint, args.runs, warmup=3)
-        # For scale: the fixed cost of any API request here (key, middleware, one row, JSON),
-        # and the one usage query the endpoint adds over it.
-        baseline_ms = _time(lambda i: client.get(f"/api/customers/{picks[i]}"), args.runs, 3)
-        query_ms = _time(lambda i: meter_usage(tokens, picks[i], anchor, anchor_end), args.runs, 3)
-        now = datetime.now(UTC)
-        check_ms = _time(lambda i: check_usage_alerts(now=now), max(3, args.runs // 10), warmup=1)
-    except BenchmarkFailed as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        return 1
+    tokens = Meter.objects.get(name="LLM tokens")
+    subscribe_everyone(tokens, args.customers, billing_anchor(start))
+    _, key = ApiKey.create(
+        name="bench", rate_limit_per_second=1_000_000, rate_limit_per_minute=1_000_000
+    )
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
+    rng = random.Random(args.seed)
+    picks = [customer_id(rng.randrange(args.customers)) for _ in range(args.runs + 3)]
+    raw = raw_copy(tokens)
+    anchor = billing_anchor(start)
+    anchor_end = Subscription.objects.first().current_period_end
+    for pick in picks[:3]:
+        [item] = client.get(f"/api/customers/{pick}/usage?meter_id={tokens.id}").json()["items"]
+        exact = meter_usage(raw, pick, anchor, item_end(item))
+        if Decimal(item["consumed_units"]) != exact.quantity:
+            raise BenchmarkFailed(f"{pick}: {item['consumed_units']} != raw {exact.quantity}")
+
+    def endpoint(i: int) -> None:
+        response = client.get(f"/api/customers/{picks[i]}/usage?meter_id={tokens.id}")
+        if response.status_code != 200:
+            raise BenchmarkFailed(response.content.decode())
+
+    endpoint_ms = _time(endpoint, args.runs, warmup=3)
+    # For scale: the fixed cost of any API request here (key, middleware, one row, JSON),
+    # and the one usage query the endpoint adds over it.
+    baseline_ms = _time(lambda i: client.get(f"/api/customers/{picks[i]}"), args.runs, 3)
+    query_ms = _time(lambda i: meter_usage(tokens, picks[i], anchor, anchor_end), args.runs, 3)
+    now = datetime.now(UTC)
+    check_ms = _time(lambda i: check_usage_alerts(now=now), max(3, args.runs // 10), warmup=1)
     median, p95 = summary(endpoint_ms)
     check_median, check_p95 = summary(check_ms)
     print(f"{loaded:,} events, {args.customers:,} customers; load average before {load_before}")

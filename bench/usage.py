@@ -30,7 +30,6 @@ import copy
 import os
 import random
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -548,80 +547,74 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": vars(args) | {"json": str(args.json) if args.json else None},
         "machine": machine(args.server_url),
     }
-    try:
-        if args.skip_load:
-            db_url = database_url(args.server_url, args.db_name)
-            start, loaded = loaded_data_start(db_url)
-            print(f"reusing {args.db_name}: {loaded:,} events from {start.isoformat()}")
-        else:
-            start = data_start_for(datetime.now(UTC).date())
-            print(f"creating {args.db_name} and loading {args.events:,} events from {start}")
-            db_url, _ = prepare_database(args.server_url, args.db_name)
-            timings = load_events(
-                db_url, events=args.events, customers=args.customers, start=start, seed=args.seed
+    if args.skip_load:
+        db_url = database_url(args.server_url, args.db_name)
+        start, loaded = loaded_data_start(db_url)
+        print(f"reusing {args.db_name}: {loaded:,} events from {start.isoformat()}")
+    else:
+        start = data_start_for(datetime.now(UTC).date())
+        print(f"creating {args.db_name} and loading {args.events:,} events from {start}")
+        db_url, _ = prepare_database(args.server_url, args.db_name)
+        timings = load_events(
+            db_url, events=args.events, customers=args.customers, start=start, seed=args.seed
+        )
+        loaded = args.events
+        results["load"] = {k: round(v, 1) for k, v in timings.items()}
+        print(
+            "loaded in {copy_s:.0f} s (COPY) + {index_s:.0f} s (indexes) "
+            "+ {vacuum_s:.0f} s (VACUUM ANALYZE)".format(**timings)
+        )
+    results["events"] = loaded
+    setup_django(db_url)
+    meters = ensure_meters(now=start)
+
+    if args.skip_rollups:
+        if not (args.skip_load and all(meter.rollups_ready for meter in meters)):
+            raise BenchmarkFailed("--skip-rollups needs --skip-load and backfilled meters")
+    else:
+        backfill_s = backfill_all(meters)
+        results["backfill"] = {
+            "events": loaded,
+            "seconds": round(backfill_s, 1),
+            "events_per_s": round(loaded / backfill_s),
+        }
+        print(f"backfill: {loaded:,} events in {backfill_s:.1f} s = {loaded / backfill_s:,.0f}/s")
+
+        since = (start + timedelta(days=DAYS - args.pending_days)).replace(hour=0)
+        results["incremental"] = []
+        for workers in args.rollup_workers:
+            pending = rewind(since)
+            rollup_s = roll_up(pending, workers)
+            results["incremental"].append(
+                {
+                    "workers": workers,
+                    "events": pending,
+                    "since": since.isoformat(),
+                    "seconds": round(rollup_s, 1),
+                    "events_per_s": round(pending / rollup_s),
+                }
             )
-            loaded = args.events
-            results["load"] = {k: round(v, 1) for k, v in timings.items()}
             print(
-                "loaded in {copy_s:.0f} s (COPY) + {index_s:.0f} s (indexes) "
-                "+ {vacuum_s:.0f} s (VACUUM ANALYZE)".format(**timings)
-            )
-        results["events"] = loaded
-        setup_django(db_url)
-        meters = ensure_meters(now=start)
-
-        if args.skip_rollups:
-            if not (args.skip_load and all(meter.rollups_ready for meter in meters)):
-                raise BenchmarkFailed("--skip-rollups needs --skip-load and backfilled meters")
-        else:
-            backfill_s = backfill_all(meters)
-            results["backfill"] = {
-                "events": loaded,
-                "seconds": round(backfill_s, 1),
-                "events_per_s": round(loaded / backfill_s),
-            }
-            print(
-                f"backfill: {loaded:,} events in {backfill_s:.1f} s = {loaded / backfill_s:,.0f}/s"
+                f"incremental, {workers} worker(s): {pending:,} pending events in "
+                f"{rollup_s:.1f} s = {pending / rollup_s:,.0f}/s"
             )
 
-            since = (start + timedelta(days=DAYS - args.pending_days)).replace(hour=0)
-            results["incremental"] = []
-            for workers in args.rollup_workers:
-                pending = rewind(since)
-                rollup_s = roll_up(pending, workers)
-                results["incremental"].append(
-                    {
-                        "workers": workers,
-                        "events": pending,
-                        "since": since.isoformat(),
-                        "seconds": round(rollup_s, 1),
-                        "events_per_s": round(pending / rollup_s),
-                    }
-                )
-                print(
-                    f"incremental, {workers} worker(s): {pending:,} pending events in "
-                    f"{rollup_s:.1f} s = {pending / rollup_s:,.0f}/s"
-                )
+    from meters.models import Meter
 
-        from meters.models import Meter
+    meters = [Meter.objects.get(pk=meter.pk) for meter in meters]
+    verify_exact(meters, start - timedelta(hours=1), start + timedelta(days=DAYS + 1))
+    print("exactness: rollups equal raw events for every meter and customer")
 
-        meters = [Meter.objects.get(pk=meter.pk) for meter in meters]
-        verify_exact(meters, start - timedelta(hours=1), start + timedelta(days=DAYS + 1))
-        print("exactness: rollups equal raw events for every meter and customer")
-
-        window_start = start + timedelta(hours=7, minutes=13, seconds=27, microseconds=500_000)
-        window_end = window_start + timedelta(days=DAYS)
-        latencies = []
-        for meter in meters:
-            if meter.name in LATENCY_METERS:
-                latencies += measure_latency(
-                    meter, window_start, window_end, args.customers, args.runs, args.seed
-                )
-        results["window"] = [window_start.isoformat(), window_end.isoformat()]
-        results["latency"] = [latency.row() for latency in latencies]
-    except BenchmarkFailed as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        return 1
+    window_start = start + timedelta(hours=7, minutes=13, seconds=27, microseconds=500_000)
+    window_end = window_start + timedelta(days=DAYS)
+    latencies = []
+    for meter in meters:
+        if meter.name in LATENCY_METERS:
+            latencies += measure_latency(
+                meter, window_start, window_end, args.customers, args.runs, args.seed
+            )
+    results["window"] = [window_start.isoformat(), window_end.isoformat()]
+    results["latency"] = [latency.row() for latency in latencies]
 
     finish(results, args.json)
     report(results)
