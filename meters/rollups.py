@@ -47,6 +47,7 @@ from meters.usage import (
     merged_aggregate_columns,
     raw_aggregate_columns,
     reset_dictionary,
+    week_start,
 )
 
 logger = logging.getLogger(__name__)
@@ -415,10 +416,15 @@ def backfill_step(meter_id: str, *, now: datetime | None = None, days: int | Non
             end = min(start + days * DAY, horizon)
             _rebuild_days(meter, start, end)
             write_preaggregates(meter, start, end - DAY)
-            rewrite_weekly_buckets(meter, start, end - DAY)
+            done = end >= horizon
+            # A week is rewritten once, by the chunk that rebuilds its last day (or the last
+            # chunk): no query reads the meter's buckets before the backfill is done, and what
+            # the rollup adds meanwhile goes to its days too.
+            last_week_day = end - DAY if done else week_start(end) - DAY
+            if last_week_day >= week_start(start):
+                rewrite_weekly_buckets(meter, start, last_week_day)
             meter.backfill_days_done += (end - start).days
             meter.backfill_next_day = end
-            done = end >= horizon
             if done:
                 meter.backfilled_version = meter.definition_version
                 meter.backfill_next_day = None
