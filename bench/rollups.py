@@ -13,8 +13,9 @@ again), then loaded with PostgreSQL COPY (bench/usage.py's data: 10 event names,
 each). Every figure is events/s over the same events, measured in one run:
 
 - ceiling: for each meter, one `INSERT ... SELECT ... GROUP BY` of its hourly buckets straight
-  from the events and one of its daily buckets from those, into empty copies of the bucket
-  tables (same indexes): the least work that produces the same rows. Measured first with the
+  from the events, one of its daily buckets from those and one of its weekly buckets from
+  those (meters that keep them), into empty copies of the bucket tables (same indexes): the
+  least work that produces the same rows. Measured first with the
   stale statistics, and again at the very end after `ANALYZE events_event`; the faster of the
   two is the ceiling, both are shown;
 - backfill: `meters.rollups.backfill_meter` for every meter from empty bucket tables;
@@ -25,7 +26,7 @@ each). Every figure is events/s over the same events, measured in one run:
   left. A sampler records how often a worker's backend waits on a lock (a bucket, meter or
   batch row held by the other worker).
 
-After backfill and after incremental, both bucket tables must equal the ceiling's rows exactly;
+After backfill and after incremental, the bucket tables must equal the ceiling's rows exactly;
 the run stops with FAILED otherwise.
 """
 
