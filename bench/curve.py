@@ -191,7 +191,6 @@ def disk(db_url: str) -> dict:
             " pg_total_relation_size('meters_hourlyusage'),"
             " pg_total_relation_size('meters_dailyusage'),"
             " pg_total_relation_size('meters_meterdailytotal'),"
-            " coalesce(pg_total_relation_size(to_regclass('meters_weeklyusage')), 0),"
             " (SELECT reltuples FROM pg_class WHERE oid = 'meters_hourlyusage'::regclass),"
             " (SELECT reltuples FROM pg_class WHERE oid = 'meters_dailyusage'::regclass)"
         ).fetchone()
@@ -201,11 +200,10 @@ def disk(db_url: str) -> dict:
         "meters_hourlyusage",
         "meters_dailyusage",
         "meters_meterdailytotal",
-        "meters_weeklyusage",
     )
-    return dict(zip(keys, row[:6], strict=True)) | {
-        "hourly_rows_estimate": int(row[6]),
-        "daily_rows_estimate": int(row[7]),
+    return dict(zip(keys, row[:5], strict=True)) | {
+        "hourly_rows_estimate": int(row[5]),
+        "daily_rows_estimate": int(row[6]),
     }
 
 
@@ -215,8 +213,8 @@ def vacuum_buckets() -> None:
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "VACUUM (ANALYZE) meters_hourlyusage, meters_dailyusage, meters_weeklyusage,"
-            " meters_meterdailytotal, events_ingestbatch"
+            "VACUUM (ANALYZE) meters_hourlyusage, meters_dailyusage, meters_meterdailytotal,"
+            " events_ingestbatch"
         )
 
 
@@ -519,6 +517,7 @@ def flat(row: dict) -> dict:
         "bucket_tables_bytes": row["disk"]["meters_hourlyusage"]
         + row["disk"]["meters_dailyusage"]
         + row["disk"].get("meters_meterdailytotal", 0)
+        # Runs of the weekly-buckets branch (docs/cost_curve.json of 2026-12-04) measured them.
         + row["disk"].get("meters_weeklyusage", 0),
         "backfill_events_per_s": row["backfill"]["events_per_s"],
         "ingest_events_per_s": row["ingest"]["events_per_s"],
