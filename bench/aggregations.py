@@ -30,7 +30,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from bench.common import (
     BenchmarkFailed,
@@ -44,11 +44,9 @@ from bench.common import (
 )
 from bench.usage import (
     DAYS,
-    data_start_for,
-    load_events,
+    load_fresh_database,
     loaded_data_start,
     measure_latency,
-    prepare_database,
     setup_django,
     verify_exact,
 )
@@ -218,12 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             # After a migration that marked meters for a rebuild, or asked: all five again.
             results["backfill_s"] = {k: round(v, 2) for k, v in backfill(meters).items()}
     else:
-        start = data_start_for(datetime.now(UTC).date())
-        print(f"creating {args.db_name} and loading {args.events:,} events from {start}")
-        db_url, _ = prepare_database(args.server_url, args.db_name)
-        load_events(
-            db_url, events=args.events, customers=args.customers, start=start, seed=args.seed
-        )
+        db_url, start, _ = load_fresh_database(args)
         setup_django(db_url)
         meters = create_meters(now=start)
         results["backfill_s"] = {k: round(v, 2) for k, v in backfill(meters).items()}

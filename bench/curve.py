@@ -110,6 +110,24 @@ QUERY_KEYS = {  # bench.usage's labels -> short names used in the CSV and the ch
     "daily series, 30 days (usage_series day)": "usage_series",
 }
 STATE_TABLE = "bench_curve_load"  # one row per load: what --grow continues from
+# What `measure_queries` writes into a size's row (what --requery replaces).
+QUERY_FIGURES = (
+    "verified_customers",
+    "window",
+    "idle",
+    "machine_busy_while_idle",
+    "loaded",
+    "load_while_timing",
+    "disk",
+)
+# Tables summed as "buckets"; meters_weeklyusage was measured by the weekly-buckets branch only
+# (docs/cost_curve.json of 2026-12-04).
+BUCKET_TABLES = (
+    "meters_hourlyusage",
+    "meters_dailyusage",
+    "meters_meterdailytotal",
+    "meters_weeklyusage",
+)
 
 
 # --- growing the history -----------------------------------------------------------------------
@@ -491,9 +509,7 @@ def requery(db_url: str, env: dict[str, str], args, results: dict) -> None:
     vacuum_buckets()
     meters = list(Meter.objects.filter(name__in=LATENCY_METERS).order_by("name"))
     history_start = datetime.fromisoformat(row["load"]["history_start"])
-    keys = ("verified_customers", "window", "idle", "machine_busy_while_idle", "loaded")
-    before = {key: row[key] for key in (*keys, "load_while_timing", "disk") if key in row}
-    row["queries_before"] = before
+    row["queries_before"] = {key: row[key] for key in QUERY_FIGURES if key in row}
     row["requery"] = {
         "load_average_before": os.getloadavg(),
         "migrate_and_vacuum_s": round(time.perf_counter() - began, 1),
@@ -506,6 +522,10 @@ def requery(db_url: str, env: dict[str, str], args, results: dict) -> None:
 # --- output ------------------------------------------------------------------------------------
 
 
+def bucket_bytes(disk_row: dict) -> int:
+    return sum(disk_row.get(table, 0) for table in BUCKET_TABLES)
+
+
 def flat(row: dict) -> dict:
     """One CSV line per size."""
     line = {
@@ -514,11 +534,7 @@ def flat(row: dict) -> dict:
         "load_s": row["load"]["seconds"],
         "database_bytes": row["disk"]["database"],
         "events_table_bytes": row["disk"]["events_event"],
-        "bucket_tables_bytes": row["disk"]["meters_hourlyusage"]
-        + row["disk"]["meters_dailyusage"]
-        + row["disk"].get("meters_meterdailytotal", 0)
-        # Runs of the weekly-buckets branch (docs/cost_curve.json of 2026-12-04) measured them.
-        + row["disk"].get("meters_weeklyusage", 0),
+        "bucket_tables_bytes": bucket_bytes(row["disk"]),
         "backfill_events_per_s": row["backfill"]["events_per_s"],
         "ingest_events_per_s": row["ingest"]["events_per_s"],
         "ingest_server_cpu_ms_per_1000": row["ingest"]["server_cpu_ms_per_1000"],
@@ -637,15 +653,7 @@ def report(results: dict) -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in results["sizes"]:
         d, b, i, r = row["disk"], row["backfill"], row["ingest"], row["rollup"]
-        buckets = sum(
-            d.get(table, 0)
-            for table in (
-                "meters_hourlyusage",
-                "meters_dailyusage",
-                "meters_meterdailytotal",
-                "meters_weeklyusage",
-            )
-        )
+        buckets = bucket_bytes(d)
         print(
             f"| {row['size']:,} | {row['load']['history_days']:,.0f} days "
             f"| {row['load']['seconds']:,.0f} s | {d['database'] / 1e9:.2f} GB "
@@ -746,9 +754,6 @@ def main(argv: list[str] | None = None) -> int:
             env = project_env(db_url, data_dir)
             loaded, _ = read_state(db_url)
             previous = args.out_dir / "cost_curve.json"
-            if previous.exists():
-                kept = json.loads(previous.read_text())["sizes"]
-                results["sizes"] = [row for row in kept if row["size"] < args.sizes[0]]
             if args.requery:
                 if not previous.exists():
                     raise BenchmarkFailed(f"no {previous} to time the queries of again")
@@ -763,6 +768,9 @@ def main(argv: list[str] | None = None) -> int:
                 write_outputs(results, args.out_dir)
                 report(results)
                 return 0
+            if previous.exists():
+                kept = json.loads(previous.read_text())["sizes"]
+                results["sizes"] = [row for row in kept if row["size"] < args.sizes[0]]
             print(f"growing {args.db_name} from {loaded:,} events")
         else:
             print(f"creating {args.db_name}")

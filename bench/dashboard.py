@@ -35,7 +35,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
@@ -47,12 +47,10 @@ from bench.usage import (
     Latency,
     billing_anchor,
     customer_id,
-    data_start_for,
     ensure_meters,
-    load_events,
+    load_fresh_database,
     loaded_data_start,
     machine,
-    prepare_database,
     setup_django,
 )
 
@@ -412,12 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             start, loaded = loaded_data_start(db_url)
             print(f"reusing {args.db_name}: {loaded:,} events from {start.isoformat()}")
         else:
-            start = data_start_for(datetime.now(UTC).date())
-            print(f"creating {args.db_name} and loading {args.events:,} events from {start}")
-            db_url, _ = prepare_database(args.server_url, args.db_name)
-            load_events(
-                db_url, events=args.events, customers=args.customers, start=start, seed=args.seed
-            )
+            db_url, start, _ = load_fresh_database(args)
             loaded = args.events
         results["events"] = loaded
         setup_django(db_url)

@@ -262,6 +262,19 @@ def prepare_database(server_url: str, name: str) -> tuple[str, dict[str, str]]:
     return db_url, env
 
 
+def load_fresh_database(args: argparse.Namespace) -> tuple[str, datetime, dict[str, float]]:
+    """Drop, create and migrate `args.db_name`, then load `args.events` events ending today:
+    (database URL, first day of the data, load timings). Shared by the benchmarks that load
+    this module's data when they are not reusing a database."""
+    start = data_start_for(datetime.now(UTC).date())
+    print(f"creating {args.db_name} and loading {args.events:,} events from {start}")
+    db_url, _ = prepare_database(args.server_url, args.db_name)
+    timings = load_events(
+        db_url, events=args.events, customers=args.customers, start=start, seed=args.seed
+    )
+    return db_url, start, timings
+
+
 def setup_django(db_url: str) -> None:
     """Configure Django in this process against the benchmark database."""
     os.environ.update(project_env(db_url, Path(tempfile.mkdtemp(prefix="bench-data-"))))
@@ -541,12 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         start, loaded = loaded_data_start(db_url)
         print(f"reusing {args.db_name}: {loaded:,} events from {start.isoformat()}")
     else:
-        start = data_start_for(datetime.now(UTC).date())
-        print(f"creating {args.db_name} and loading {args.events:,} events from {start}")
-        db_url, _ = prepare_database(args.server_url, args.db_name)
-        timings = load_events(
-            db_url, events=args.events, customers=args.customers, start=start, seed=args.seed
-        )
+        db_url, start, timings = load_fresh_database(args)
         loaded = args.events
         results["load"] = {k: round(v, 1) for k, v in timings.items()}
         print(
