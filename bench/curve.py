@@ -209,6 +209,7 @@ def disk(db_url: str) -> dict:
             " pg_total_relation_size('meters_hourlyusage'),"
             " pg_total_relation_size('meters_dailyusage'),"
             " pg_total_relation_size('meters_meterdailytotal'),"
+            " coalesce(pg_total_relation_size(to_regclass('meters_weeklyusage')), 0),"
             " (SELECT reltuples FROM pg_class WHERE oid = 'meters_hourlyusage'::regclass),"
             " (SELECT reltuples FROM pg_class WHERE oid = 'meters_dailyusage'::regclass)"
         ).fetchone()
@@ -218,10 +219,11 @@ def disk(db_url: str) -> dict:
         "meters_hourlyusage",
         "meters_dailyusage",
         "meters_meterdailytotal",
+        "meters_weeklyusage",
     )
-    return dict(zip(keys, row[:5], strict=True)) | {
-        "hourly_rows_estimate": int(row[5]),
-        "daily_rows_estimate": int(row[6]),
+    return dict(zip(keys, row[:6], strict=True)) | {
+        "hourly_rows_estimate": int(row[6]),
+        "daily_rows_estimate": int(row[7]),
     }
 
 
@@ -231,8 +233,8 @@ def vacuum_buckets() -> None:
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "VACUUM (ANALYZE) meters_hourlyusage, meters_dailyusage, meters_meterdailytotal,"
-            " events_ingestbatch"
+            "VACUUM (ANALYZE) meters_hourlyusage, meters_dailyusage, meters_weeklyusage,"
+            " meters_meterdailytotal, events_ingestbatch"
         )
 
 

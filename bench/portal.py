@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("ANALYZE meters_dailyusage")
         conn.execute("ANALYZE meters_hourlyusage")
+        conn.execute("ANALYZE meters_weeklyusage")
     from django.test import Client
 
     from billing_site.models import ApiKey

@@ -13,8 +13,9 @@ again), then loaded with PostgreSQL COPY (bench/usage.py's data: 10 event names,
 each). Every figure is events/s over the same events, measured in one run:
 
 - ceiling: for each meter, one `INSERT ... SELECT ... GROUP BY` of its hourly buckets straight
-  from the events and one of its daily buckets from those, into empty copies of the bucket
-  tables (same indexes): the least work that produces the same rows. Measured first with the
+  from the events, one of its daily buckets from those and one of its weekly buckets from
+  those (meters that keep them), into empty copies of the bucket tables (same indexes): the
+  least work that produces the same rows. Measured first with the
   stale statistics, and again at the very end after `ANALYZE events_event`; the faster of the
   two is the ceiling, both are shown;
 - backfill: `meters.rollups.backfill_meter` for every meter from empty bucket tables;
@@ -25,7 +26,7 @@ each). Every figure is events/s over the same events, measured in one run:
   left. A sampler records how often a worker's backend waits on a lock (a bucket, meter or
   batch row held by the other worker).
 
-After backfill and after incremental, both bucket tables must equal the ceiling's rows exactly;
+After backfill and after incremental, the bucket tables must equal the ceiling's rows exactly;
 the run stops with FAILED otherwise.
 """
 
@@ -64,10 +65,11 @@ from events.partitions import Month, create_month_partition, month_partitions
 
 BACKFILL_GOAL = 0.5  # of the ceiling
 INCREMENTAL_GOAL = 0.3
-BUCKET_TABLES = ("meters_hourlyusage", "meters_dailyusage")
+BUCKET_TABLES = ("meters_hourlyusage", "meters_dailyusage", "meters_weeklyusage")
 CEILING_TABLES = {
     "meters_hourlyusage": "bench_ceiling_hourly",
     "meters_dailyusage": "bench_ceiling_daily",
+    "meters_weeklyusage": "bench_ceiling_weekly",
 }
 
 
@@ -204,6 +206,19 @@ def ceiling(meters: list) -> float:
                 """,
                 [meter.id],
             )
+            if meter.keeps_weekly_buckets:
+                days = "(SELECT * FROM bench_ceiling_daily WHERE meter_id = %s)"
+                cursor.execute(
+                    f"""
+                    INSERT INTO bench_ceiling_weekly
+                        (meter_id, customer_id, week, {BUCKET_COLUMNS})
+                    SELECT meter_id, customer_id, date_trunc('week', day, 'UTC'),
+                           {merged_aggregate_columns(meter)}
+                    FROM {bucket_rows_sql(meter, days)}
+                    GROUP BY meter_id, customer_id, date_trunc('week', day, 'UTC')
+                    """,
+                    [meter.id],
+                )
     return time.perf_counter() - started
 
 
@@ -215,7 +230,7 @@ def verify_against_ceiling(label: str) -> None:
 
     with connection.cursor() as cursor:
         for table, copy in CEILING_TABLES.items():
-            key = "hour" if "hourly" in table else "day"
+            key = {"hourly": "hour", "daily": "day", "weekly": "week"}[table[7:-5]]
             columns = f"meter_id, customer_id, {key}, {BUCKET_COLUMNS}"
             cursor.execute(
                 f"""

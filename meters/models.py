@@ -80,6 +80,13 @@ class Meter(models.Model):
         return self.aggregation_type != Aggregation.UNIQUE_COUNT
 
     @property
+    def keeps_weekly_buckets(self) -> bool:
+        """Whether `WeeklyUsage` rows are kept: for the same aggregations as the daily totals
+        (a week of unique_count is a union of the days' sets, which a rebuild cannot merge from
+        stored buckets in one statement; its per-customer queries read the daily buckets)."""
+        return self.keeps_daily_totals
+
+    @property
     def backfill_progress(self) -> float:
         """Share of history backfilled for the current definition, for staff to watch."""
         if self.rollups_ready:
@@ -179,6 +186,29 @@ class DailyUsage(_Bucket):
 
     def __str__(self) -> str:
         return f"{self.meter_id} {self.customer_id} {self.day:%Y-%m-%d}"
+
+
+class WeeklyUsage(_Bucket):
+    """One customer's usage of one UTC week (Monday 00:00 to Monday 00:00): the merge of that
+    week's `DailyUsage` rows, written in the transactions that write them (`meters.rollups`).
+
+    A 30-day window holds at least three whole weeks, so a per-customer query reads about a
+    third of the rows it would read from daily buckets alone. Not kept for unique_count meters
+    (`Meter.keeps_weekly_buckets`). Archiving keeps these rows, as it keeps the daily ones.
+    """
+
+    week = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meter", "customer_id", "week"], name="weekly_usage_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["meter", "week"], name="weekly_usage_meter_week")]
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} {self.customer_id} week of {self.week:%Y-%m-%d}"
 
 
 class MeterDailyTotal(_Bucket):

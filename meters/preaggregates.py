@@ -1,10 +1,15 @@
-"""Pre-aggregates coarser than the per-customer buckets: one meter's daily totals across customers.
+"""Pre-aggregates coarser than the daily buckets: one meter's daily totals across customers, and
+each customer's weekly buckets.
 
-`write_preaggregates` is the only writer. It runs in the transaction that changed the daily
-buckets it derives from (the incremental rollup and each backfill chunk), so the totals commit
-with them or not at all: exactly once under retries and any number of workers. A total is
+`write_preaggregates` is the only writer of the totals. It runs in the transaction that changed
+the daily buckets it derives from (the incremental rollup and each backfill chunk), so the totals
+commit with them or not at all: exactly once under retries and any number of workers. A total is
 recomputed from the day's daily buckets, not incremented, so it never depends on which worker
 wrote what first. Queries read them in `meters.usage` (series over all customers).
+
+Weekly buckets are incremented by the rollup, in the statement that increments the daily ones
+(`meters.rollups`), and rewritten from the daily buckets by `rewrite_weekly_buckets` wherever
+daily buckets are rebuilt or deleted: a week always equals the merge of its days.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 
-from meters.models import Meter, MeterDailyTotal
-from meters.usage import BUCKET_COLUMNS, bucket_rows_sql, merged_aggregate_columns
+from meters.models import Meter, MeterDailyTotal, WeeklyUsage
+from meters.usage import BUCKET_COLUMNS, bucket_rows_sql, merged_aggregate_columns, week_start
 
 DAILY_TOTALS_TABLE = MeterDailyTotal._meta.db_table
+WEEKLY_TABLE = WeeklyUsage._meta.db_table
 # pg_advisory_xact_lock(key, meter): apart from the dictionary's (15) and the backfill's locks.
 _TOTALS_LOCK = 16
 
@@ -58,6 +64,42 @@ def write_preaggregates(meter: Meter, first: datetime | None, last: datetime | N
             FROM {bucket_rows_sql(meter, days)}
             GROUP BY day
             ORDER BY day
+            """,
+            [meter.id, *params],
+        )
+
+
+def rewrite_weekly_buckets(meter: Meter, first: datetime | None, last: datetime | None) -> None:
+    """Rewrite the meter's weekly buckets of the weeks from the one holding `first` to the one
+    holding `last` (None: unbounded) from its daily buckets as this transaction sees them.
+
+    For rebuilds, which hold the meter row FOR UPDATE: the incremental rollup, which holds it
+    FOR SHARE to add its deltas to the weekly buckets, cannot write between the two statements.
+    Days of those weeks outside what the caller rebuilt are read as they are stored, so a week
+    equals the merge of its days whichever of them are rebuilt later.
+    """
+    if not meter.keeps_weekly_buckets:
+        return
+    bounds: list[str] = ["meter_id = %s"]
+    params: list[str | datetime] = [meter.id]
+    if first is not None:
+        bounds.append("{column} >= %s")
+        params.append(week_start(first))
+    if last is not None:
+        bounds.append("{column} < %s")
+        params.append(week_start(last) + timedelta(days=7))
+    where = " AND ".join(bounds)
+    days = f"(SELECT * FROM meters_dailyusage WHERE {where.format(column='day')})"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {WEEKLY_TABLE} WHERE {where.format(column='week')}", params)
+        cursor.execute(
+            f"""
+            INSERT INTO {WEEKLY_TABLE} (meter_id, customer_id, week, {BUCKET_COLUMNS})
+            SELECT %s, customer_id, date_trunc('week', day, 'UTC') AS week,
+                   {merged_aggregate_columns(meter)}
+            FROM {bucket_rows_sql(meter, days)}
+            GROUP BY customer_id, date_trunc('week', day, 'UTC')
+            ORDER BY customer_id, week
             """,
             [meter.id, *params],
         )

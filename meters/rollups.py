@@ -1,4 +1,5 @@
-"""Keep per-(meter, customer, hour) and per-day usage buckets current, on any number of workers.
+"""Keep per-(meter, customer) hourly, daily and weekly usage buckets current, on any number of
+workers.
 
 Two kinds of work, both safe to run concurrently and to repeat:
 - `roll_up_pending` claims committed ingest batches (SKIP LOCKED) and adds their events to the
@@ -32,7 +33,7 @@ from events.queries import (
     claimed_events_relation,
 )
 from meters.models import Aggregation, Meter
-from meters.preaggregates import DAILY_TOTALS_TABLE, write_preaggregates
+from meters.preaggregates import DAILY_TOTALS_TABLE, rewrite_weekly_buckets, write_preaggregates
 from meters.usage import (
     BUCKET_COLUMNS,
     DAY,
@@ -46,6 +47,7 @@ from meters.usage import (
     merged_aggregate_columns,
     raw_aggregate_columns,
     reset_dictionary,
+    week_start,
 )
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,9 @@ logger = logging.getLogger(__name__)
 MAX_BATCHES_PER_TRANSACTION = 50
 BACKFILL_DAYS_PER_TRANSACTION = 3
 RETRIES = 5
+# The per-customer bucket tables (meters_<name>usage) a rollup step increments, in the order it
+# writes them: every worker locks rows in one order, so none waits on another in a cycle.
+_BUCKET_TABLES = (("hourly", "hour"), ("daily", "day"), ("weekly", "week"))
 
 _MERGE_INTO_EXISTING = """
     event_count = b.event_count + excluded.event_count,
@@ -131,10 +136,11 @@ def _size_of_bucket_meter(sizes: dict[str, int]) -> str:
     return f"CASE b.meter_id {whens} ELSE 0 END"
 
 
-def _meter_deltas(meter: Meter, number: int, size: int) -> tuple[str, str, str, list]:
+def _meter_deltas(meter: Meter, number: int, size: int) -> tuple[str, list[str], list]:
     """One meter's part of the step: its CTEs (`hourly_N` over the claimed events, `daily_N`
-    made from that; unique_count sets as raw positions), the SELECTs of their rows as buckets
-    store them (meter id first), and the CTEs' parameters."""
+    made from that, `weekly_N` from that where the meter keeps weekly buckets; unique_count
+    sets as raw positions), the SELECTs of their rows as buckets store them (meter id first;
+    hourly, daily and, where kept, weekly), and the CTEs' parameters."""
     match_sql, match_params = matching_events_sql(meter)
     row_sql, row_params = event_row_sql(meter)
     join_sql, join_params = dictionary_join_sql(meter)
@@ -155,26 +161,34 @@ def _meter_deltas(meter: Meter, number: int, size: int) -> tuple[str, str, str, 
             GROUP BY meter_id, customer_id, day
         )"""
     encoded = encoded_columns(meter, size)
-    return (
-        ctes,
+    rows = [
         f"SELECT meter_id, customer_id, hour, {encoded} FROM hourly_{number}",
         f"SELECT meter_id, customer_id, day, {encoded} FROM daily_{number}",
-        [meter.id, *row_params, *match_params, *join_params],
-    )
+    ]
+    if meter.keeps_weekly_buckets:
+        ctes += f""", weekly_{number} AS (
+            SELECT meter_id, customer_id, date_trunc('week', day, 'UTC') AS week,
+                   {merged_aggregate_columns(meter)}
+            FROM {bucket_rows_sql(meter, f"daily_{number}")}
+            GROUP BY meter_id, customer_id, date_trunc('week', day, 'UTC')
+        )"""
+        rows.append(f"SELECT meter_id, customer_id, week, {encoded} FROM weekly_{number}")
+    return ctes, rows, [meter.id, *row_params, *match_params, *join_params]
 
 
 def _apply_deltas(
     meters: list[Meter], claim: ClaimedEvents, ids_by_name: dict[str, list[int]]
 ) -> None:
-    """Add the events' contributions to every meter's hourly and daily buckets, in one statement.
+    """Add the events' contributions to every meter's hourly, daily and weekly buckets, in one
+    statement.
 
     The events are read once (`claimed_events`, by primary key) and every meter aggregates its
     own from that. Every delta is aggregated before the first bucket row is written, and the
     rows are written in one order whatever the meters, (meter, customer, hour) then (meter,
-    customer, day): two workers never deadlock, and a bucket row is locked only from this
-    statement to the commit, not while other meters' events are read. unique_count meters get
-    their values' positions first (`ensure_dictionary`, per meter in id order, in this
-    transaction), so the positions commit with the buckets that use them.
+    customer, day) then (meter, customer, week): two workers never deadlock, and a bucket row
+    is locked only from this statement to the commit, not while other meters' events are read.
+    unique_count meters get their values' positions first (`ensure_dictionary`, per meter in id
+    order, in this transaction), so the positions commit with the buckets that use them.
     """
     sizes = {}
     for meter in meters:
@@ -188,36 +202,40 @@ def _apply_deltas(
             )
     ids = sorted({id_ for meter in meters for id_ in ids_by_name[meter.event_name]})
     claimed_sql, params = claimed_events_relation(claim.subset(ids))
-    ctes, hourly_rows, daily_rows = [], [], []
+    ctes: list[str] = []
+    rows_by_table: list[list[str]] = [[] for _ in _BUCKET_TABLES]
     for number, meter in enumerate(meters):
-        meter_ctes, hourly, daily, meter_params = _meter_deltas(
-            meter, number, sizes.get(meter.id, 0)
-        )
+        meter_ctes, meter_rows, meter_params = _meter_deltas(meter, number, sizes.get(meter.id, 0))
         ctes.append(meter_ctes)
-        hourly_rows.append(hourly)
-        daily_rows.append(daily)
+        for table_rows, rows in zip(rows_by_table, meter_rows, strict=False):
+            table_rows.append(rows)
         params += meter_params
     merge = _merge_into_existing(_size_of_bucket_meter(sizes))
+    upserts = [
+        f"""{table} AS (
+            INSERT INTO meters_{table}usage AS b (meter_id, customer_id, {column}, {BUCKET_COLUMNS})
+            SELECT * FROM ({" UNION ALL ".join(table_rows)}) delta
+            ORDER BY meter_id, customer_id, {column}
+            ON CONFLICT (meter_id, customer_id, {column}) DO UPDATE SET {merge}
+            RETURNING 1
+        )"""
+        for (table, column), table_rows in zip(_BUCKET_TABLES, rows_by_table, strict=True)
+        if table_rows
+    ]
+    # The scalar subqueries run in this order: the upserts lock rows table by table.
+    counts = ", ".join(
+        f"(SELECT count(*) FROM {table})"
+        for (table, _), table_rows in zip(_BUCKET_TABLES, rows_by_table, strict=True)
+        if table_rows
+    )
     sql = f"""
         WITH claimed_events AS MATERIALIZED (
             SELECT e.id, e.customer_id, e.event_name, e.timestamp, e.metadata
             FROM {claimed_sql}
         ),
         {", ".join(ctes)},
-        hourly AS (
-            INSERT INTO meters_hourlyusage AS b (meter_id, customer_id, hour, {BUCKET_COLUMNS})
-            SELECT * FROM ({" UNION ALL ".join(hourly_rows)}) delta
-            ORDER BY meter_id, customer_id, hour
-            ON CONFLICT (meter_id, customer_id, hour) DO UPDATE SET {merge}
-            RETURNING 1
-        ), daily AS (
-            INSERT INTO meters_dailyusage AS b (meter_id, customer_id, day, {BUCKET_COLUMNS})
-            SELECT * FROM ({" UNION ALL ".join(daily_rows)}) delta
-            ORDER BY meter_id, customer_id, day
-            ON CONFLICT (meter_id, customer_id, day) DO UPDATE SET {merge}
-            RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM hourly), (SELECT count(*) FROM daily)
+        {", ".join(upserts)}
+        SELECT {counts}
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -374,6 +392,8 @@ def backfill_step(meter_id: str, *, now: datetime | None = None, days: int | Non
                             f"DELETE FROM {table} WHERE meter_id = %s AND {column} >= %s",
                             [meter.id, kept_until or datetime.min.replace(tzinfo=UTC)],
                         )
+                # The week holding the archive's end keeps its archived days.
+                rewrite_weekly_buckets(meter, kept_until, None)
                 if kept_until is None:
                     # Positions numbered anew for what the meter now counts; the kept buckets
                     # of archived months still use the old positions, so those stay.
@@ -396,9 +416,15 @@ def backfill_step(meter_id: str, *, now: datetime | None = None, days: int | Non
             end = min(start + days * DAY, horizon)
             _rebuild_days(meter, start, end)
             write_preaggregates(meter, start, end - DAY)
+            done = end >= horizon
+            # A week is rewritten once, by the chunk that rebuilds its last day (or the last
+            # chunk): no query reads the meter's buckets before the backfill is done, and what
+            # the rollup adds meanwhile goes to its days too.
+            last_week_day = end - DAY if done else week_start(end) - DAY
+            if last_week_day >= week_start(start):
+                rewrite_weekly_buckets(meter, start, last_week_day)
             meter.backfill_days_done += (end - start).days
             meter.backfill_next_day = end
-            done = end >= horizon
             if done:
                 meter.backfilled_version = meter.definition_version
                 meter.backfill_next_day = None

@@ -1,16 +1,17 @@
 """Usage of a meter: one customer over a window, every customer over a window, or a time series.
 
-A window is split into whole UTC days (daily buckets, or over all customers the meter's daily
-totals), whole hours (hourly buckets) and the partial hours at its edges (raw events), so usage
-is exact for windows that start anywhere. Events stored but not yet rolled up are read raw in
-the same statement, so an answer never lags ingestion. A meter whose buckets are being rebuilt
-after an edit is answered from raw events alone.
+A window is split into whole UTC weeks (per customer: weekly buckets), whole UTC days (daily
+buckets, or over all customers the meter's daily totals), whole hours (hourly buckets) and the
+partial hours at its edges (raw events), so usage is exact for windows that start anywhere.
+Events stored but not yet rolled up are read raw in the same statement, so an answer never lags
+ingestion. A meter whose buckets are being rebuilt after an edit is answered from raw events
+alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -18,11 +19,12 @@ from django.db import connection
 
 from events.queries import EVENTS_TABLE, PENDING_EVENT_IDS_SQL, refuse_archived_ranges
 from meters.filters import filter_sql
-from meters.models import Aggregation, Meter, MeterDailyTotal
+from meters.models import Aggregation, Meter, MeterDailyTotal, WeeklyUsage
 
 GRANULARITIES = ("hour", "day", "week", "month")
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+WEEK = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -411,9 +413,17 @@ def _ceil(moment: datetime, step: timedelta) -> datetime:
 
 def _floor(moment: datetime, step: timedelta) -> datetime:
     moment = moment.astimezone(UTC)
+    if step == WEEK:
+        return week_start(moment)
     if step == DAY:
         return moment.replace(hour=0, minute=0, second=0, microsecond=0)
     return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def week_start(moment: datetime) -> datetime:
+    """Midnight UTC of the Monday of `moment`'s week, as `date_trunc('week', ..., 'UTC')`."""
+    day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=day.weekday())
 
 
 @dataclass(frozen=True)
@@ -421,21 +431,41 @@ class WindowParts:
     raw: list[tuple[datetime, datetime]]
     hourly: list[tuple[datetime, datetime]]
     daily: list[tuple[datetime, datetime]]
+    weekly: list[tuple[datetime, datetime]] = field(default_factory=list)
 
 
-def split_window(start: datetime, end: datetime, *, use_daily: bool = True) -> WindowParts:
-    """Cut [start, end) into raw edges, whole hours and whole days (all half-open, UTC)."""
+def _inner_part(
+    first: datetime, last: datetime, step: timedelta
+) -> tuple[list[tuple[datetime, datetime]], list[tuple[datetime, datetime]]]:
+    """[first, last) as (its edges outside whole `step`s, the whole `step`s), if it holds any."""
+    inner_first, inner_last = _ceil(first, step), _floor(last, step)
+    if inner_first >= inner_last:
+        return [(first, last)], []
+    edges = [r for r in ((first, inner_first), (inner_last, last)) if r[0] < r[1]]
+    return edges, [(inner_first, inner_last)]
+
+
+def split_window(
+    start: datetime, end: datetime, *, use_daily: bool = True, use_weekly: bool = False
+) -> WindowParts:
+    """Cut [start, end) into raw edges, whole hours, whole days and, with `use_weekly`, whole
+    weeks (all half-open, UTC)."""
     if start >= end:
         return WindowParts([], [], [])
-    first_hour, last_hour = _ceil(start, HOUR), _floor(end, HOUR)
-    if first_hour >= last_hour:
-        return WindowParts([(start, end)], [], [])
-    raw = [r for r in ((start, first_hour), (last_hour, end)) if r[0] < r[1]]
-    first_day, last_day = _ceil(first_hour, DAY), _floor(last_hour, DAY)
-    if not use_daily or first_day >= last_day:
-        return WindowParts(raw, [(first_hour, last_hour)], [])
-    hourly = [r for r in ((first_hour, first_day), (last_day, last_hour)) if r[0] < r[1]]
-    return WindowParts(raw, hourly, [(first_day, last_day)])
+    raw, hours = _inner_part(start, end, HOUR)
+    if not hours:
+        return WindowParts(raw, [], [])
+    if not use_daily:
+        return WindowParts(raw, hours, [])
+    hourly, days = _inner_part(*hours[0], DAY)
+    if not days:
+        return WindowParts(raw, hours, [])
+    if not use_weekly:
+        return WindowParts(raw, hourly, days)
+    daily, weeks = _inner_part(*days[0], WEEK)
+    if not weeks:
+        return WindowParts(raw, hourly, days)
+    return WindowParts(raw, hourly, daily, weeks)
 
 
 def _ranges_sql(column: str, ranges: list[tuple[datetime, datetime]]) -> tuple[str, list]:
@@ -463,14 +493,26 @@ def _usage_rows(
     """
     if granularity is not None and granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}")
+    customer_list = list(customer_ids) if customer_ids is not None else None
+    # Over all customers together, whole days come from the meter's daily totals: one row a
+    # day instead of one per customer and day (`meters.preaggregates`). Per customer, whole
+    # weeks come from weekly buckets where no period can cut a week (a week can straddle
+    # the 1st of a month).
+    all_customers = not by_customer and customer_list is None
     if meter.rollups_ready:
-        parts = split_window(start, end, use_daily=granularity != "hour")
+        parts = split_window(
+            start,
+            end,
+            use_daily=granularity != "hour",
+            use_weekly=(
+                meter.keeps_weekly_buckets and not all_customers and granularity in (None, "week")
+            ),
+        )
     else:
         parts = WindowParts([(start, end)], [], [])
 
     # Rollups keep archived months' usage; only their raw events (the edges) are gone.
     refuse_archived_ranges(parts.raw, f"Usage of meter {meter.id} from {start} to {end}")
-    customer_list = list(customer_ids) if customer_ids is not None else None
 
     def group_exprs(customer_col: str, time_col: str) -> str:
         customer = customer_col if by_customer else "NULL::text"
@@ -521,7 +563,7 @@ def _usage_rows(
         if not unique:
             raw_part(raw_matched)
             raw_matched = []
-    covered = parts.hourly + parts.daily
+    covered = parts.hourly + parts.daily + parts.weekly
     if covered:
         covered_sql, covered_params = _ranges_sql("e.timestamp", covered)
         pending = f"e.id IN ({PENDING_EVENT_IDS_SQL})"
@@ -529,9 +571,6 @@ def _usage_rows(
     if raw_matched:
         raw_part(raw_matched)
     unknown = f", {_NO_UNKNOWN}" if unique else ""
-    # Over all customers together, whole days come from the meter's daily totals: one row a
-    # day instead of one per customer and day (`meters.preaggregates`).
-    all_customers = not by_customer and customer_list is None
     daily_table = (
         MeterDailyTotal._meta.db_table
         if all_customers and meter.keeps_daily_totals
@@ -540,6 +579,7 @@ def _usage_rows(
     for table, column, ranges in (
         ("meters_hourlyusage", "hour", parts.hourly),
         (daily_table, "day", parts.daily),
+        (WeeklyUsage._meta.db_table, "week", parts.weekly),
     ):
         if not ranges:
             continue

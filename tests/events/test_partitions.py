@@ -38,6 +38,7 @@ from products.explain import explain_event
 from products.models import Invoice, InvoiceLine
 from tests.factories import ingest_events
 from tests.meters.oracle import RawEvent, aggregate
+from tests.meters.test_daily_totals import assert_weekly_buckets_are_merges_of_daily_buckets
 from tests.products.factories import make_meter, make_product, subscribe
 
 pytestmark = pytest.mark.django_db
@@ -378,6 +379,8 @@ def test_archive_is_refused_while_a_period_is_open_and_accepted_once_invoiced(tm
     Meter.objects.filter(id=meter.id).update(backfilled_version=0)
     assert rollups.backfill_meter(meter.id)
     assert _usage_from_rollups(meter, subscription.customer_id) == before
+    # The week across the archive's end (Jan 26 - Feb 2) kept its archived days.
+    assert_weekly_buckets_are_merges_of_daily_buckets({"sum": meter})
     assert (
         list(
             MeterDailyTotal.objects.filter(meter=meter, day__lt=FEBRUARY.start)
