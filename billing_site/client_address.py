@@ -33,6 +33,25 @@ def _is_trusted(address: str, networks: tuple[Network, ...]) -> bool:
     return any(parsed in network for network in networks)
 
 
+def _hop_address(hop: str) -> str | None:
+    """The address of one `X-Forwarded-For` entry, without the port some proxies append
+    (`198.51.100.7:4711`, `[2001:db8::7]:443`); None if it is not an address."""
+    if hop.startswith("["):
+        host, bracket, rest = hop[1:].partition("]")
+        if not bracket or (rest and not (rest[0] == ":" and rest[1:].isdigit())):
+            return None
+        hop = host
+    elif hop.count(":") == 1:
+        host, _, port = hop.partition(":")
+        if not port.isdigit():
+            return None
+        hop = host
+    try:
+        return str(ipaddress.ip_address(hop))
+    except ValueError:
+        return None
+
+
 def client_ip(request: HttpRequest) -> str:
     """The address of the client that sent `request`, as far as trusted proxies vouch for it."""
     remote = request.META.get("REMOTE_ADDR") or "unknown"
@@ -42,14 +61,11 @@ def client_ip(request: HttpRequest) -> str:
     hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
     client = remote
     for hop in reversed(hops):
-        if not hop:
-            break
-        try:
-            ipaddress.ip_address(hop)
-        except ValueError:
+        hop_address = _hop_address(hop)
+        if hop_address is None:
             # Trusted proxies append addresses; anything else came from the client's side.
             break
-        client = hop
-        if not _is_trusted(hop, networks):
+        client = hop_address
+        if not _is_trusted(hop_address, networks):
             break
     return client

@@ -57,6 +57,20 @@ def test_a_single_proxy_address_and_ipv6(settings):
     assert address("fd00::1", "2001:db8::7") == "2001:db8::7"
 
 
+def test_a_port_the_proxy_appended_is_not_part_of_the_address(settings):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8", "fd00::/8"]
+    assert address(PROXY, f"{CLIENT}:4711") == CLIENT
+    assert address(PROXY, "[2001:db8::7]:443") == "2001:db8::7"
+    assert address(PROXY, "[2001:db8::7]") == "2001:db8::7"
+    # Two clients behind the proxy on the same port are still two clients.
+    assert address(PROXY, f"{ATTACKER}:443") == ATTACKER
+    # Through two proxies that both add ports: the trusted hop is walked past as before.
+    assert address(PROXY, f"{CLIENT}:4711, {OTHER_PROXY}:80") == CLIENT
+    # Not an address with a port: the client's side, as any other garbage.
+    for forwarded in (f"{CLIENT}:http", "[2001:db8::7]x", "[2001:db8::7", f"{CLIENT}:"):
+        assert address(PROXY, forwarded) == PROXY, forwarded
+
+
 @pytest.mark.django_db
 def test_the_anonymous_rate_limit_counts_by_the_forwarded_client(settings):
     def counter(remote: str, forwarded: str | None = None) -> str:
