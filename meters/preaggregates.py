@@ -14,6 +14,7 @@ daily buckets are rebuilt or deleted: a week always equals the merge of its days
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
@@ -31,6 +32,27 @@ def _day(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def _periods(
+    meter: Meter,
+    first: datetime | None,
+    last: datetime | None,
+    start_of: Callable[[datetime], datetime],
+    length: timedelta,
+) -> tuple[str, list[str | datetime]]:
+    """The condition, with `{column}` left to fill in, and its parameters, for the meter's
+    periods (`start_of` a moment, `length` long) from the one holding `first` to the one holding
+    `last`, both included (None: unbounded)."""
+    bounds: list[str] = ["meter_id = %s"]
+    params: list[str | datetime] = [meter.id]
+    if first is not None:
+        bounds.append("{column} >= %s")
+        params.append(start_of(first))
+    if last is not None:
+        bounds.append("{column} < %s")
+        params.append(start_of(last) + length)
+    return " AND ".join(bounds), params
+
+
 def write_preaggregates(meter: Meter, first: datetime | None, last: datetime | None) -> None:
     """Rewrite the meter's daily totals of the days from the one holding `first` to the one
     holding `last` (both included; None: unbounded) from its daily buckets as this transaction
@@ -44,15 +66,8 @@ def write_preaggregates(meter: Meter, first: datetime | None, last: datetime | N
     """
     if not meter.keeps_daily_totals:
         return
-    bounds: list[str] = ["meter_id = %s"]
-    params: list[str | datetime] = [meter.id]
-    if first is not None:
-        bounds.append("day >= %s")
-        params.append(_day(first))
-    if last is not None:
-        bounds.append("day < %s")
-        params.append(_day(last) + timedelta(days=1))
-    where = " AND ".join(bounds)
+    condition, params = _periods(meter, first, last, _day, timedelta(days=1))
+    where = condition.format(column="day")
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT pg_advisory_xact_lock({_TOTALS_LOCK}, hashtext(%s))", [meter.id])
         cursor.execute(f"DELETE FROM {DAILY_TOTALS_TABLE} WHERE {where}", params)
@@ -80,15 +95,7 @@ def rewrite_weekly_buckets(meter: Meter, first: datetime | None, last: datetime 
     """
     if not meter.keeps_weekly_buckets:
         return
-    bounds: list[str] = ["meter_id = %s"]
-    params: list[str | datetime] = [meter.id]
-    if first is not None:
-        bounds.append("{column} >= %s")
-        params.append(week_start(first))
-    if last is not None:
-        bounds.append("{column} < %s")
-        params.append(week_start(last) + timedelta(days=7))
-    where = " AND ".join(bounds)
+    where, params = _periods(meter, first, last, week_start, timedelta(days=7))
     days = f"(SELECT * FROM meters_dailyusage WHERE {where.format(column='day')})"
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {WEEKLY_TABLE} WHERE {where.format(column='week')}", params)
