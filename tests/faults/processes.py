@@ -97,7 +97,9 @@ def wait_for_sessions_to_end(application_name: str, timeout: float = 15) -> bool
             time.sleep(0.05)
 
 
-def _start(command: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+def start_process(command: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+    """`command` in a process group of its own (so that `stop` and `kill` take its children
+    too), with `env` over this process's environment, its output appended to `log_path`."""
     with log_path.open("ab") as log:
         return subprocess.Popen(
             command,
@@ -146,7 +148,7 @@ def start_gunicorn(env: dict, log_path: Path, *, workers: int = 2) -> tuple[subp
         "--graceful-timeout",
         "5",
     ]
-    process = _start(command, env, log_path)
+    process = start_process(command, env, log_path)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -200,7 +202,7 @@ class Worker:
             # Billing commits 10 subscriptions at a time, so a kill lands between commits.
             "BILLING_BATCH_SIZE": "10",
         }
-        self.process = _start(command, env, self.log_path)
+        self.process = start_process(command, env, self.log_path)
 
     def send(self, task_name: str) -> None:
         self.client_app.send_task(task_name, queue=self.queue)

@@ -4,7 +4,6 @@ current on its own: nobody calls the rollup here, the `meters.roll_up` schedule 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,13 +12,10 @@ from datetime import UTC, timedelta
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import redis
-from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 
 from events.models import IngestBatch
@@ -27,6 +23,7 @@ from meters import services
 from meters.models import HourlyUsage, Meter
 from meters.usage import meter_usage
 from tests.factories import event, ingest_events
+from tests.faults.processes import database_url, start_process, stop
 from tests.meters.oracle import RawEvent, aggregate
 
 # A database of its own, flushed by the test; runs in parallel can each pass their own.
@@ -43,24 +40,12 @@ def redis_or_skip() -> redis.Redis:
     return client
 
 
-def worker_database_url() -> str:
-    """The database this test runs in (pytest-django's test database), for the worker."""
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"])
-    host = db["HOST"] or "127.0.0.1"
-    port = db["PORT"] or 5432
-    return f"postgresql://{credentials}@{host}:{port}/{db['NAME']}"
-
-
 def start_worker(tmp_path: Path, log_path: Path) -> subprocess.Popen:
+    """A Celery worker with beat on this test's database and broker, as production runs it."""
     env = {
-        **os.environ,
-        "DATABASE_URL": worker_database_url(),
+        "DATABASE_URL": database_url(application_name="celery-rollups"),
         "REDIS_URL": REDIS_URL,
         "DJANGO_SETTINGS_MODULE": "billing_site.settings",
-        "PYTHONUNBUFFERED": "1",
     }
     command = [
         sys.executable,
@@ -77,28 +62,7 @@ def start_worker(tmp_path: Path, log_path: Path) -> subprocess.Popen:
         "-s",
         str(tmp_path / "beat-schedule"),
     ]
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            command,
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the pool and beat die with it
-        )
-
-
-def stop_worker(worker: subprocess.Popen) -> None:
-    if worker.poll() is not None:
-        return
-    try:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=15)
-    except ProcessLookupError:
-        pass
+    return start_process(command, env, log_path)
 
 
 def hourly_buckets(meter: Meter) -> dict:
@@ -191,9 +155,9 @@ def test_celery_beat_rolls_up_new_events_without_anyone_asking(tmp_path):
             )
             assert (got.quantity, got.event_count, got.skipped_count) == expected
     except BaseException:
-        stop_worker(worker)
+        stop(worker)
         print(f"--- celery worker log ({log_path}) ---")
         print(log_path.read_text(errors="replace"))
         raise
     finally:
-        stop_worker(worker)
+        stop(worker)
