@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime
 
+from django.db import connection
 from django.utils import timezone
 
+from meters import rollups
 from products.billing import ingest_events as ingest
 from products.models import Customer
 
@@ -32,3 +35,27 @@ def event(event_id: str, customer_id: str, event_name: str = "api.call", **extra
 def ingest_events(events: list[dict], *, now: datetime | None = None) -> int:
     """Ingest through the real validation and write path (no HTTP)."""
     return ingest(json.dumps({"events": events}).encode(), now=now or timezone.now())
+
+
+def roll_up_concurrently(workers: int = 4, *, max_batches: int = 2) -> None:
+    """Roll up everything pending on `workers` threads at once, each on its own connection, a
+    few batches a step so that they interleave. An error in any of them is raised here: the
+    others would otherwise finish its work and hide it."""
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            while rollups.roll_up_pending(max_batches=max_batches):
+                pass
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]

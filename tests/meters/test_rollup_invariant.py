@@ -20,6 +20,7 @@ from meters import rollups, services, usage
 from meters.models import Meter
 from meters.usage import meter_usage, usage_by_customer, usage_series
 from products.billing import ingest_events as ingest
+from tests.factories import roll_up_concurrently
 from tests.meters.oracle import RawEvent, aggregate, is_number
 
 NOW = datetime(2026, 3, 10, 12, 30, 17, 123456, tzinfo=UTC)
@@ -365,18 +366,7 @@ def test_rollups_from_several_workers_at_once_count_each_event_once():
     for batch in batches:
         ingest(_body(batch), now=NOW)
 
-    def worker():
-        try:
-            while rollups.roll_up_pending(max_batches=2):
-                pass
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    roll_up_concurrently()
 
     events = _stored(batches)
     start, end = NOW - timedelta(days=4), NOW + timedelta(minutes=1)

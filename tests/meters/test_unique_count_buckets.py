@@ -17,6 +17,7 @@ from billing_site.jsonutil import exact_dumps
 from meters import rollups, services, usage
 from meters.usage import meter_usage, usage_by_customer
 from products.billing import ingest_events
+from tests.factories import roll_up_concurrently
 from tests.meters.oracle import typed_value
 
 NOW = datetime(2026, 5, 20, 15, 40, tzinfo=UTC)
@@ -199,18 +200,7 @@ def test_buckets_are_the_same_sets_whatever_order_and_workers_applied_the_batche
     meter = make("unique_count", "user_id")
     _ingest(list(reversed(batches)))
 
-    def worker():
-        try:
-            while rollups.roll_up_pending(max_batches=2):
-                pass
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    roll_up_concurrently()
     concurrent = _buckets(meter)
 
     # And rebuilt from scratch over history, as after an edit (there and back).
