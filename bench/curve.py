@@ -30,7 +30,9 @@ At each size, after the load (`COPY`, indexes rebuilt, `VACUUM ANALYZE`; seconds
   raw-event figures beside them), then again with both cores loaded by the benchmark itself: 2
   connections (`--load-connections`) that repeat, without pause and without parallel workers, a
   raw-event report over the same 30 days (per customer, count and sum of `api.call`, about
-  94,000 events); the CPU they used is noted.
+  94,000 events); the CPU they used is noted;
+- plans: between the two, EXPLAIN (ANALYZE, BUFFERS) of each timed query's main statement once
+  (pages hit and read, rows per relation), kept in cost_curve.json.
 
 Results go to `--out-dir` as cost_curve.json, cost_curve.csv and cost_curve.png (the chart, log
 x). `--grow` keeps the database and the rows already in cost_curve.json for the smaller sizes.
@@ -116,6 +118,7 @@ QUERY_FIGURES = (
     "window",
     "idle",
     "machine_busy_while_idle",
+    "explain",
     "loaded",
     "load_while_timing",
     "disk",
@@ -412,6 +415,61 @@ def latency_rows(meters: list, window: tuple[datetime, datetime], args, *, raw: 
     return rows
 
 
+def _plan_nodes(plan: dict) -> Iterator[dict]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def explain_queries(meters: list, window: tuple[datetime, datetime]) -> dict:
+    """{query: {meter: plan summary}}: EXPLAIN (ANALYZE, BUFFERS) of the statement each timed
+    query spends its time in (its longest), run once on a warm cache. Pages read from outside
+    `shared_buffers` against pages hit, and the rows each relation gave, tell a cache effect
+    from a plan change when a size is slower than the one before."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from meters.usage import meter_usage, usage_by_customer, usage_series
+
+    queries = {
+        "meter_usage": lambda m: meter_usage(m, customer_id(0), *window),
+        "usage_by_customer": lambda m: usage_by_customer(m, *window),
+        "usage_series": lambda m: usage_series(m, *window, "day"),
+    }
+    summaries: dict = {}
+    for meter in meters:
+        if meter.name not in LATENCY_METERS:
+            continue
+        for name, query in queries.items():
+            with CaptureQueriesContext(connection) as captured:
+                query(meter)
+            sql = max((q["sql"] for q in captured.captured_queries), key=len)
+            with connection.cursor() as cursor:
+                cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql)
+                result = cursor.fetchone()[0][0]
+            relations: dict = {}
+            for node in _plan_nodes(result["Plan"]):
+                if "Relation Name" in node:
+                    seen = relations.setdefault(node["Relation Name"], {"rows": 0, "scans": []})
+                    seen["rows"] += node["Actual Rows"] * node["Actual Loops"]
+                    indexes = [
+                        child["Index Name"]
+                        for child in _plan_nodes(node)
+                        if child is node or "Relation Name" not in child
+                        if "Index Name" in child
+                    ]
+                    on = f" ({', '.join(dict.fromkeys(indexes))})" if indexes else ""
+                    seen["scans"].append(node["Node Type"] + on)
+            summaries.setdefault(name, {})[meter.name] = {
+                "execution_ms": round(result["Execution Time"], 2),
+                "planning_ms": round(result["Planning Time"], 2),
+                "shared_hit": result["Plan"].get("Shared Hit Blocks", 0),
+                "shared_read": result["Plan"].get("Shared Read Blocks", 0),
+                "relations": relations,
+            }
+    return summaries
+
+
 # --- one size ----------------------------------------------------------------------------------
 
 
@@ -485,6 +543,13 @@ def measure_queries(
     row["machine_busy_while_idle"] = round(
         (busy_after - busy_before) / max(total_after - total_before, 1), 2
     )
+    row["explain"] = explain_queries(meters, window)
+    for query, by_meter in row["explain"].items():
+        for name, plan in by_meter.items():
+            print(
+                f"explain {query}, {name}: {plan['execution_ms']} ms in the backend, "
+                f"{plan['shared_hit']:,} pages hit, {plan['shared_read']:,} read"
+            )
     with sql_load(db_url, *window, args.load_connections) as load:
         row["loaded"] = latency_rows(meters, window, args, raw=False)
     row["load_while_timing"] = load
