@@ -123,8 +123,7 @@ QUERY_FIGURES = (
     "load_while_timing",
     "disk",
 )
-# Tables summed as "buckets"; meters_weeklyusage was measured by the weekly-buckets branch only
-# (docs/cost_curve.json of 2026-12-04).
+# Tables summed as "buckets" (rows of cost_curve.json measured before a table existed lack it).
 BUCKET_TABLES = (
     "meters_hourlyusage",
     "meters_dailyusage",
@@ -209,24 +208,14 @@ def disk(db_url: str) -> dict:
             # Partitioned by month: the parent holds no rows, its partitions do.
             " (SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint"
             "  FROM pg_partition_tree('events_event')),"
-            " pg_total_relation_size('meters_hourlyusage'),"
-            " pg_total_relation_size('meters_dailyusage'),"
-            " pg_total_relation_size('meters_meterdailytotal'),"
-            " coalesce(pg_total_relation_size(to_regclass('meters_weeklyusage')), 0),"
-            " (SELECT reltuples FROM pg_class WHERE oid = 'meters_hourlyusage'::regclass),"
+            + "".join(f" pg_total_relation_size('{table}')," for table in BUCKET_TABLES)
+            + " (SELECT reltuples FROM pg_class WHERE oid = 'meters_hourlyusage'::regclass),"
             " (SELECT reltuples FROM pg_class WHERE oid = 'meters_dailyusage'::regclass)"
         ).fetchone()
-    keys = (
-        "database",
-        "events_event",
-        "meters_hourlyusage",
-        "meters_dailyusage",
-        "meters_meterdailytotal",
-        "meters_weeklyusage",
-    )
-    return dict(zip(keys, row[:6], strict=True)) | {
-        "hourly_rows_estimate": int(row[6]),
-        "daily_rows_estimate": int(row[7]),
+    keys = ("database", "events_event", *BUCKET_TABLES)
+    return dict(zip(keys, row[: len(keys)], strict=True)) | {
+        "hourly_rows_estimate": int(row[len(keys)]),
+        "daily_rows_estimate": int(row[len(keys) + 1]),
     }
 
 

@@ -66,10 +66,10 @@ from events.partitions import Month, create_month_partition, month_partitions
 BACKFILL_GOAL = 0.5  # of the ceiling
 INCREMENTAL_GOAL = 0.3
 BUCKET_TABLES = ("meters_hourlyusage", "meters_dailyusage", "meters_weeklyusage")
-CEILING_TABLES = {
-    "meters_hourlyusage": "bench_ceiling_hourly",
-    "meters_dailyusage": "bench_ceiling_daily",
-    "meters_weeklyusage": "bench_ceiling_weekly",
+CEILING_TABLES = {  # bucket table: (its empty copy for the ceiling, its time column)
+    "meters_hourlyusage": ("bench_ceiling_hourly", "hour"),
+    "meters_dailyusage": ("bench_ceiling_daily", "day"),
+    "meters_weeklyusage": ("bench_ceiling_weekly", "week"),
 }
 
 
@@ -171,7 +171,7 @@ def ceiling(meters: list) -> float:
     )
 
     with connection.cursor() as cursor:
-        for table, copy in CEILING_TABLES.items():
+        for table, (copy, _) in CEILING_TABLES.items():
             cursor.execute(f"CREATE TABLE IF NOT EXISTS {copy} (LIKE {table} INCLUDING ALL)")
             cursor.execute(f"TRUNCATE {copy}")
     started = time.perf_counter()
@@ -229,8 +229,7 @@ def verify_against_ceiling(label: str) -> None:
     from meters.usage import BUCKET_COLUMNS
 
     with connection.cursor() as cursor:
-        for table, copy in CEILING_TABLES.items():
-            key = {"hourly": "hour", "daily": "day", "weekly": "week"}[table[7:-5]]
+        for table, (copy, key) in CEILING_TABLES.items():
             columns = f"meter_id, customer_id, {key}, {BUCKET_COLUMNS}"
             cursor.execute(
                 f"""
