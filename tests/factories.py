@@ -37,6 +37,25 @@ def ingest_events(events: list[dict], *, now: datetime | None = None) -> int:
     return ingest(json.dumps({"events": events}).encode(), now=now or timezone.now())
 
 
+def log_stored_events(where: str, params: list, *, now: datetime) -> None:
+    """Key the stored events matching `where` and log them for the rollup, 1,000 ids a batch with
+    their timestamp range, as the ingest statement does: for tests that write events in bulk
+    with SQL."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO events_eventkey (event_id) SELECT event_id FROM events_event "
+            f"WHERE {where}",
+            params,
+        )
+        cursor.execute(
+            "INSERT INTO events_ingestbatch (event_ids, first_timestamp, last_timestamp, "
+            "created_at) SELECT array_agg(id ORDER BY id), min(timestamp), max(timestamp), %s "
+            "FROM (SELECT id, timestamp, (row_number() OVER (ORDER BY id) - 1) / 1000 AS batch "
+            f"      FROM events_event WHERE {where}) numbered GROUP BY batch",
+            [now, *params],
+        )
+
+
 def roll_up_concurrently(workers: int = 4, *, max_batches: int = 2) -> None:
     """Roll up everything pending on `workers` threads at once, each on its own connection, a
     few batches a step so that they interleave. An error in any of them is raised here: the

@@ -14,6 +14,7 @@ import pytest
 from django.db import connection
 
 from meters import rollups, services
+from tests.factories import log_stored_events
 
 NOW = datetime(2026, 5, 20, 15, 40, tzinfo=UTC)
 CUSTOMERS = 3_000
@@ -30,18 +31,7 @@ def log_events_of_every_customer(prefix: str) -> None:
             "FROM generate_series(1, %s) n",
             [prefix, NOW, NOW, CUSTOMERS],
         )
-        cursor.execute(
-            "INSERT INTO events_eventkey (event_id) SELECT event_id FROM events_event "
-            "WHERE event_id LIKE %s",
-            [prefix + "%"],
-        )
-        cursor.execute(
-            "INSERT INTO events_ingestbatch (event_ids, first_timestamp, last_timestamp, "
-            "created_at) SELECT array_agg(id ORDER BY id), min(timestamp), max(timestamp), %s "
-            "FROM (SELECT id, timestamp, (row_number() OVER (ORDER BY id) - 1) / 1000 AS batch "
-            "      FROM events_event WHERE event_id LIKE %s) numbered GROUP BY batch",
-            [NOW, prefix + "%"],
-        )
+    log_stored_events("event_id LIKE %s", [prefix + "%"], now=NOW)
 
 
 def hourly_updates() -> tuple[int, int]:

@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from meters import rollups, services
 from meters.models import Meter
 from meters.usage import meter_usage
+from tests.factories import log_stored_events
 
 NOW = datetime(2026, 5, 20, 15, 40, tzinfo=UTC)
 EVENTS = 20_000
@@ -59,19 +60,7 @@ def bulk_load_after_analyze(event_name: str) -> None:
             "FROM generate_series(1, %s) n",
             [event_name, NOW, NOW, EVENTS],
         )
-        # Their keys, as the ingest statement writes them with the events.
-        cursor.execute(
-            "INSERT INTO events_eventkey (event_id) SELECT event_id FROM events_event "
-            "WHERE event_name = %s",
-            [event_name],
-        )
-        cursor.execute(
-            "INSERT INTO events_ingestbatch (event_ids, first_timestamp, last_timestamp, "
-            "created_at) SELECT array_agg(id ORDER BY id), min(timestamp), max(timestamp), %s "
-            "FROM (SELECT id, timestamp, (row_number() OVER (ORDER BY id) - 1) / 1000 AS batch "
-            "      FROM events_event WHERE event_name = %s) numbered GROUP BY batch",
-            [NOW, event_name],
-        )
+    log_stored_events("event_name = %s", [event_name], now=NOW)
 
 
 def meter(name: str, aggregation: dict) -> Meter:
